@@ -1,0 +1,57 @@
+"""s3bp: save and load Python objects and DataFrames to S3, with the local disk as a cache."""
+
+import logging
+
+from .api import (
+    download_file,
+    flush,
+    get_default_store,
+    load_object,
+    map_base_directory_to_bucket,
+    pending_uploads,
+    remove_base_directory_mapping,
+    save_object,
+    set_default_bucket,
+    set_default_store,
+    set_max_workers,
+    unset_default_bucket,
+    upload_file,
+)
+from .core import Store
+from .errors import (
+    NoBucketError,
+    ObjectNotFoundError,
+    S3bpError,
+    UploadError,
+)
+from .serializers import formats, register_format
+from .uploads import PendingUpload, UploadFuture
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "NoBucketError",
+    "ObjectNotFoundError",
+    "PendingUpload",
+    "S3bpError",
+    "Store",
+    "UploadError",
+    "UploadFuture",
+    "download_file",
+    "flush",
+    "formats",
+    "get_default_store",
+    "load_object",
+    "map_base_directory_to_bucket",
+    "pending_uploads",
+    "register_format",
+    "remove_base_directory_mapping",
+    "save_object",
+    "set_default_bucket",
+    "set_default_store",
+    "set_max_workers",
+    "unset_default_bucket",
+    "upload_file",
+]
+
+logging.getLogger("s3bp").addHandler(logging.NullHandler())

@@ -1,0 +1,122 @@
+"""The module-level API of s3bp 0.1.x, served by one default :class:`Store` per process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .core import Store
+from .serializers import Deserializer, Serializer
+from .uploads import PendingUpload, UploadFuture
+
+_default: Store | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_store() -> Store:
+    """The store behind the module-level functions, created on first use from the environment."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Store()
+    return _default
+
+
+def set_default_store(store: Store | None) -> Store | None:
+    """Make ``store`` the default (None: create a fresh one on next use); return the previous one."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, store
+    return previous
+
+
+def _forget_default_in_child() -> None:
+    """After fork: the child starts its own store; the parent's threads did not come along."""
+    global _default, _default_lock
+    _default, _default_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_in_child)
+
+
+def save_object(
+    obj: Any,
+    filepath: str | os.PathLike[str],
+    bucket_name: str | None = None,
+    serializer: Serializer | str | None = None,
+    namekey: bool | None = None,
+    wait: bool = False,
+) -> UploadFuture:
+    """Write ``obj`` to ``filepath`` and upload it to S3 (see :meth:`Store.save_object`)."""
+    return get_default_store().save_object(obj, filepath, bucket_name, serializer, namekey, wait)
+
+
+def load_object(
+    filepath: str | os.PathLike[str],
+    bucket_name: str | None = None,
+    deserializer: Deserializer | str | None = None,
+    namekey: bool | None = None,
+    verbose: bool = False,
+    max_age: float | None = None,
+) -> Any:
+    """Load an object from the local file if current, else from S3 (see :meth:`Store.load_object`)."""
+    return get_default_store().load_object(filepath, bucket_name, deserializer, namekey, verbose, max_age)
+
+
+def upload_file(
+    filepath: str | os.PathLike[str],
+    bucket_name: str | None = None,
+    namekey: bool | None = None,
+    wait: bool = False,
+) -> UploadFuture:
+    """Upload an existing local file (see :meth:`Store.upload_file`)."""
+    return get_default_store().upload_file(filepath, bucket_name, namekey, wait)
+
+
+def download_file(
+    filepath: str | os.PathLike[str],
+    bucket_name: str | None = None,
+    namekey: bool | None = None,
+    verbose: bool = False,
+    max_age: float | None = None,
+) -> str:
+    """Bring the local file up to date with S3 (see :meth:`Store.download_file`)."""
+    return get_default_store().download_file(filepath, bucket_name, namekey, verbose, max_age)
+
+
+def set_default_bucket(name: str) -> None:
+    """Use bucket ``name`` when none is given or mapped; persists across sessions."""
+    get_default_store().set_default_bucket(name)
+
+
+def unset_default_bucket() -> None:
+    """Forget the default bucket; calls with no bucket then raise :class:`~s3bp.errors.NoBucketError`."""
+    get_default_store().unset_default_bucket()
+
+
+def map_base_directory_to_bucket(directory: str | os.PathLike[str], bucket: str) -> None:
+    """Map a directory tree to a bucket; keys are paths below the directory, prefixed by its name."""
+    get_default_store().map_base_directory_to_bucket(directory, bucket)
+
+
+def remove_base_directory_mapping(directory: str | os.PathLike[str]) -> None:
+    """Remove a directory's bucket mapping."""
+    get_default_store().remove_base_directory_mapping(directory)
+
+
+def set_max_workers(n: int) -> None:
+    """Use ``n`` background upload threads (persisted); nothing queued is dropped."""
+    get_default_store().set_max_workers(n)
+
+
+def flush(timeout: float | None = None) -> None:
+    """Upload everything queued or left journaled, and wait; raise one :class:`~s3bp.errors.UploadError` for all failures."""
+    get_default_store().flush(timeout)
+
+
+def pending_uploads() -> list[PendingUpload]:
+    """What is queued, in flight, failed, or journaled by earlier processes."""
+    return get_default_store().pending_uploads()

@@ -1,0 +1,197 @@
+"""The persisted configuration (YAML) and where s3bp keeps its state.
+
+Settings resolve as explicit argument > environment variable > default.
+The file is read again only when its stat changes, and written atomically
+(temp file + rename) under a file lock, so concurrent edits are not lost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    "default_bucket": None,
+    "base_dir_to_bucket_map": {},
+    "max_workers": 8,
+    "endpoint_url": None,
+    "profile": None,
+    "region": None,
+    "max_age": 0,
+    "max_attempts": 5,
+    "retry_mode": "standard",
+}
+_OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
+_RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """The config file: ``$S3BP_CONFIG``, else under ``$XDG_CONFIG_HOME`` or ``~/.config``."""
+    if environ.get("S3BP_CONFIG"):
+        return Path(environ["S3BP_CONFIG"]).expanduser()
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(_home(environ), ".config")
+    return Path(base) / "s3bp" / "config.yml"
+
+
+def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The state directory: ``$S3BP_STATE_DIR``, else under ``$XDG_STATE_HOME`` or ``~/.local/state``."""
+    if environ.get("S3BP_STATE_DIR"):
+        return Path(environ["S3BP_STATE_DIR"]).expanduser()
+    base = environ.get("XDG_STATE_HOME") or os.path.join(_home(environ), ".local", "state")
+    return Path(base) / "s3bp"
+
+
+def _home(environ: Mapping[str, str]) -> str:
+    """The home directory as ``environ`` sees it."""
+    return environ.get("HOME") or os.path.expanduser("~")
+
+
+def validate(data: Any, source: str) -> dict[str, Any]:
+    """Check a parsed config document and fill in defaults.
+
+    Parameters
+    ----------
+    data
+        The parsed YAML (None for an empty file).
+    source
+        The file name, used in error messages.
+
+    Returns
+    -------
+    dict
+        Every key of :data:`DEFAULTS`, with the file's values where set.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the field, for any wrong type or value.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping, found {type(data).__name__}. Fix or remove the file.")
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
+    for field, value in data.items():
+        if field not in DEFAULTS:
+            raise ConfigError(f"{source}: unknown field {field!r}; known fields are {', '.join(DEFAULTS)}.")
+        out[field] = _check_field(field, value, source)
+    return out
+
+
+def _check_field(field: str, value: Any, source: str) -> Any:
+    """Return ``value`` if it is right for ``field``, else raise :class:`ConfigError`."""
+
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: field {field!r} must be {expected}, found {value!r}. Fix the file.")
+
+    if field in _OPTIONAL_STR:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise wrong("a non-empty string or null")
+        return value
+    if field == "base_dir_to_bucket_map":
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in value.items()):
+            raise wrong("a mapping of directory to bucket name")
+        return dict(value)
+    if field in ("max_workers", "max_attempts"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise wrong("a whole number of at least 1")
+        return value
+    if field == "max_age":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise wrong("a number of seconds, 0 or more")
+        return value
+    if field == "retry_mode":
+        if value not in _RETRY_MODES:
+            raise wrong("one of " + ", ".join(_RETRY_MODES))
+        return value
+    raise AssertionError(field)  # pragma: no cover - DEFAULTS and the checks agree
+
+
+class ConfigFile:
+    """The YAML config file, cached until its stat changes.
+
+    Parameters
+    ----------
+    path
+        The file; None means :func:`config_path` of the environment.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path is not None else config_path()
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._data: dict[str, Any] = validate({}, str(self.path))
+
+    def read(self) -> dict[str, Any]:
+        """Return the current settings (a copy); re-parse only if the file changed."""
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._data = self._load() if stamp is not None else validate({}, str(self.path))
+                self._stamp = stamp
+            return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._data.items()}
+
+    def _load(self) -> dict[str, Any]:
+        """Parse and validate the file."""
+        import yaml
+
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return validate({}, str(self.path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.path}: cannot read the config file ({exc}).") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{self.path}: not valid YAML ({exc}). Fix or remove the file; s3bp will not overwrite it.") from exc
+        return validate(data, str(self.path))
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Apply ``change`` to the settings under the file lock and write them atomically.
+
+        Parameters
+        ----------
+        change
+            Called with a fresh copy of the settings; edits it in place.
+
+        Returns
+        -------
+        dict
+            The settings as written.
+        """
+        import yaml
+        from filelock import FileLock
+
+        _make_private_dir(self.path.parent)
+        with FileLock(str(self.path) + ".lock"):
+            with self._lock:
+                self._stamp = None  # another process may have written since
+            data = self.read()
+            change(data)
+            data = validate(data, str(self.path))
+            written = {k: v for k, v in data.items() if v != DEFAULTS[k]}
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(written, fh, default_flow_style=False, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        return data
+
+
+def _make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) readable by the owner only, if missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,0 +1,672 @@
+"""The :class:`Store`: saving, loading, uploading and downloading against S3.
+
+A store owns the configuration view, the S3 clients (one per profile,
+region and endpoint, created on first use and shared by all threads), the
+state database and the upload queue. The module-level functions in
+:mod:`s3bp.api` use one default store per process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import config as _config
+from . import paths
+from .errors import (
+    CredentialsError,
+    EndpointError,
+    InvalidPathError,
+    ObjectNotFoundError,
+    S3bpError,
+    SerializationError,
+    describe_client_error,
+)
+from .freshness import LocalStat, Plan, Step, SyncRecord, plan_load
+from .index import JournalEntry, StateDB
+from .serializers import Deserializer, Serializer, get_format
+from .uploads import Owner, PendingUpload, UploadFuture, UploadQueue, make_snapshot
+
+logger = logging.getLogger("s3bp")
+
+#: Objects at least this large go through s3transfer (multipart, concurrent parts).
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+class Store:
+    """Saves and loads objects to S3, keeping a local copy as a cache.
+
+    Parameters
+    ----------
+    config
+        A :class:`~s3bp.config.ConfigFile` or a path to one; default: the
+        file named by ``$S3BP_CONFIG`` or the XDG config directory.
+    state_dir
+        Where sync records and the upload journal live; default:
+        ``$S3BP_STATE_DIR`` or the XDG state directory.
+    client
+        A boto3 S3 client to use instead of creating one from the config.
+
+    Notes
+    -----
+    A store is a context manager; leaving it waits for its uploads.
+    """
+
+    def __init__(
+        self,
+        config: _config.ConfigFile | str | os.PathLike[str] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        client: Any = None,
+    ):
+        self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
+        self.state_dir = Path(state_dir) if state_dir is not None else _config.state_dir()
+        self._given_client = client
+        self._lock = threading.RLock()
+        self._clients: dict[tuple[str | None, str | None, str | None], Any] = {}
+        self._transfers: dict[int, Any] = {}
+        self._db: StateDB | None = None
+        self._queue: UploadQueue | None = None
+        self._seen_settings: dict[str, Any] | None = None
+        self._mappings: dict[str, str] = {}
+        self._pid = os.getpid()
+        self._exiting = False
+
+    # -- settings and resolution -------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """The current configuration (re-read only when the file changes; do not modify)."""
+        data = self.config.read()
+        if data is not self._seen_settings:
+            self._mappings = paths.normalize_mappings(data["base_dir_to_bucket_map"])
+            self._seen_settings = data
+        return data
+
+    def resolve(
+        self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None
+    ) -> paths.Resolution:
+        """The bucket and key ``filepath`` maps to (see :func:`s3bp.paths.resolve`)."""
+        data = self.settings()
+        return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket_name, bool(namekey))
+
+    # -- clients -----------------------------------------------------------
+
+    def client(self) -> Any:
+        """The S3 client for the configured profile, region and endpoint."""
+        if self._given_client is not None:
+            return self._given_client
+        data = self.settings()
+        return self._client_for(data["profile"], data["region"], data["endpoint_url"])
+
+    def _client_for(self, profile: str | None, region: str | None, endpoint: str | None) -> Any:
+        """The shared client for (profile, region, endpoint), created once."""
+        key = (profile, region, endpoint)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._new_client(profile, region, endpoint)
+            return self._clients[key]
+
+    def _new_client(self, profile: str | None, region: str | None, endpoint: str | None) -> Any:
+        """Create a boto3 S3 client with retries and a connection pool sized to the workers."""
+        import boto3
+        from botocore.config import Config
+
+        data = self.settings()
+        try:
+            session = boto3.session.Session(profile_name=profile, region_name=region)
+        except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
+            raise CredentialsError(
+                f"Cannot use AWS profile {profile!r}: {exc}. Check ~/.aws/config or the 'profile' config key."
+            ) from exc
+        cfg = Config(
+            retries={"mode": data["retry_mode"], "max_attempts": data["max_attempts"]},
+            max_pool_connections=data["max_workers"] + 10,
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        return session.client("s3", endpoint_url=endpoint, config=cfg)
+
+    def _client_for_entry(self, entry: JournalEntry) -> Any:
+        """The client that talks to the endpoint a journal entry was saved for."""
+        current = self.client()
+        if _identity(current)[0] == entry.endpoint:
+            return current
+        return self._client_for(entry.profile, entry.region, entry.endpoint)
+
+    def _transfer(self, client: Any) -> Any:
+        """An s3transfer manager on ``client`` (single-threaded at interpreter exit)."""
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        if self._exiting:  # thread pools refuse new work once the interpreter is exiting
+            return create_transfer_manager(client, TransferConfig(use_threads=False))
+        with self._lock:
+            if id(client) not in self._transfers:
+                tc = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=10)
+                self._transfers[id(client)] = create_transfer_manager(client, tc)
+            return self._transfers[id(client)]
+
+    # -- state -------------------------------------------------------------
+
+    def _state(self) -> tuple[StateDB, UploadQueue]:
+        """The state database and upload queue, opened on first use (adopting orphaned uploads)."""
+        if self._queue is None:
+            with self._lock:
+                if self._queue is None:
+                    self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    db = StateDB(self.state_dir / "state.sqlite3")
+                    owner = Owner(self.state_dir / "owners")
+                    workers = self.settings()["max_workers"]
+                    queue = UploadQueue(db, self.state_dir / "spool", owner, self._upload_entry, workers)
+                    self._db, self._queue = db, queue
+                    atexit.register(self._at_exit)
+                    queue.adopt_orphans()
+        assert self._db is not None
+        return self._db, self._queue
+
+    # -- saving ------------------------------------------------------------
+
+    def save_object(
+        self,
+        obj: Any,
+        filepath: str | os.PathLike[str],
+        bucket_name: str | None = None,
+        serializer: Serializer | str | None = None,
+        namekey: bool | None = None,
+        wait: bool = False,
+    ) -> UploadFuture:
+        """Write ``obj`` to ``filepath`` and upload it to S3.
+
+        Parameters
+        ----------
+        obj
+            The object to save.
+        filepath
+            The local file; missing parent directories are created.
+        bucket_name
+            The bucket; default: the mapped base directory's, else the default bucket.
+        serializer
+            ``callable(obj, filepath)`` or a format name; default ``"pickle"``.
+        namekey
+            Key the object by the file's base name even under a base directory.
+        wait
+            Upload before returning and raise on failure; otherwise upload in the background.
+
+        Returns
+        -------
+        UploadFuture
+            Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`).
+
+        Raises
+        ------
+        NoBucketError
+            When no bucket is given, mapped or set as default (before anything is written).
+        SerializationError
+            When the serializer raises or writes nothing; the previous file is left intact.
+        UploadError
+            With ``wait=True``, when the upload fails.
+        """
+        res = self.resolve(filepath, bucket_name, namekey)
+        write = _serializer(serializer, res.path)
+        self._check_file_target(res.path)
+        tmp = _temp_beside(res.path)
+        try:
+            write(obj, tmp)
+        except BaseException as exc:
+            _remove(tmp)
+            raise SerializationError(f"Could not save {res.path}: the serializer raised {exc!r}. Nothing was written.") from exc
+        if not os.path.isfile(tmp):
+            raise SerializationError(
+                f"Could not save {res.path}: the serializer wrote no file at the path it was given ({tmp}). "
+                f"A serializer must write to exactly that path."
+            )
+        try:
+            fut = self._enqueue(res, tmp, link=True, wait=wait)
+            os.replace(tmp, res.path)
+        finally:
+            _remove(tmp)
+        return self._finish(fut, wait)
+
+    def upload_file(
+        self,
+        filepath: str | os.PathLike[str],
+        bucket_name: str | None = None,
+        namekey: bool | None = None,
+        wait: bool = False,
+    ) -> UploadFuture:
+        """Upload an existing local file to S3.
+
+        The upload reads a copy taken now, so later edits of the file do not
+        change what is uploaded.
+
+        Parameters
+        ----------
+        filepath, bucket_name, namekey, wait
+            As for :meth:`save_object`.
+
+        Returns
+        -------
+        UploadFuture
+
+        Raises
+        ------
+        ObjectNotFoundError
+            When the file does not exist.
+        UploadError
+            With ``wait=True``, when the upload fails.
+        """
+        res = self.resolve(filepath, bucket_name, namekey)
+        if not os.path.isfile(res.path):
+            raise ObjectNotFoundError(f"Cannot upload {res.path}: no such file.")
+        return self._finish(self._enqueue(res, res.path, link=False, wait=wait), wait)
+
+    def _enqueue(self, res: paths.Resolution, source: str, link: bool, wait: bool) -> UploadFuture:
+        """Snapshot ``source`` into the spool, journal it and queue its upload."""
+        _, queue = self._state()
+        client = self.client()
+        endpoint, region = _identity(client)
+        st = os.stat(source)
+        entry = queue.new_entry(
+            path=res.path,
+            endpoint=endpoint,
+            profile=self.settings()["profile"],
+            region=region,
+            bucket=res.bucket,
+            key=res.key,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+        )
+        make_snapshot(source, Path(entry.spool), link)
+        try:
+            return queue.submit(entry, report=not wait)
+        except BaseException:
+            _remove(entry.spool)
+            raise
+
+    @staticmethod
+    def _finish(fut: UploadFuture, wait: bool) -> UploadFuture:
+        """Wait for ``fut`` if asked to; raises its :class:`UploadError`."""
+        if wait:
+            fut.result()
+        return fut
+
+    def _upload_entry(self, entry: JournalEntry) -> None:
+        """Send one journal entry's snapshot to S3 and record what S3 now holds."""
+        client = self._client_for_entry(entry)
+        with _s3_errors("upload", entry.bucket, entry.key):
+            if entry.size < MULTIPART_THRESHOLD:
+                with open(entry.spool, "rb") as body:
+                    etag = client.put_object(Bucket=entry.bucket, Key=entry.key, Body=body)["ETag"]
+            else:
+                self._transfer(client).upload(entry.spool, entry.bucket, entry.key).result()
+                etag = client.head_object(Bucket=entry.bucket, Key=entry.key)["ETag"]
+        db, _ = self._state()
+        db.put_upload_record(
+            SyncRecord(
+                path=entry.path,
+                endpoint=entry.endpoint,
+                bucket=entry.bucket,
+                key=entry.key,
+                etag=etag,
+                size=entry.size,
+                mtime_ns=entry.mtime_ns,
+                verified_at=time.time(),
+                saved_ns=entry.seq,
+            )
+        )
+
+    # -- loading -----------------------------------------------------------
+
+    def load_object(
+        self,
+        filepath: str | os.PathLike[str],
+        bucket_name: str | None = None,
+        deserializer: Deserializer | str | None = None,
+        namekey: bool | None = None,
+        verbose: bool = False,
+        max_age: float | None = None,
+    ) -> Any:
+        """Load an object, from the local file when it is current, else from S3.
+
+        Parameters
+        ----------
+        filepath
+            The local file.
+        bucket_name
+            The bucket; default: the mapped base directory's, else the default bucket.
+        deserializer
+            ``callable(filepath) -> obj`` or a format name; default ``"pickle"``.
+        namekey
+            Key the object by the file's base name even under a base directory.
+        verbose
+            Print whether the object came from disk or from S3.
+        max_age
+            Trust a local copy verified less than this many seconds ago
+            without asking S3 (default: the ``max_age`` config key, 0).
+
+        Returns
+        -------
+        object
+
+        Raises
+        ------
+        ObjectNotFoundError
+            When the object is neither on disk nor in S3.
+        SerializationError
+            When the deserializer fails (the file is left in place).
+        """
+        read = _deserializer(deserializer)
+        path = self.download_file(filepath, bucket_name, namekey, verbose, max_age)
+        try:
+            return read(path)
+        except BaseException as exc:
+            raise SerializationError(
+                f"Could not load {path}: the deserializer raised {exc!r}. The file is left in place; "
+                f"check that it was saved in the format you are reading it with."
+            ) from exc
+
+    def download_file(
+        self,
+        filepath: str | os.PathLike[str],
+        bucket_name: str | None = None,
+        namekey: bool | None = None,
+        verbose: bool = False,
+        max_age: float | None = None,
+    ) -> str:
+        """Make sure the local file holds the newest version, downloading only if S3 has a newer one.
+
+        Parameters
+        ----------
+        filepath, bucket_name, namekey, verbose, max_age
+            As for :meth:`load_object`.
+
+        Returns
+        -------
+        str
+            The local file's absolute path.
+
+        Raises
+        ------
+        ObjectNotFoundError
+            When the object is neither on disk nor in S3.
+        """
+        res = self.resolve(filepath, bucket_name, namekey)
+        db, _ = self._state()
+        local = _local_stat(res.path)
+        record, pending = db.load_state(res.path)
+        if max_age is None:
+            max_age = self.settings()["max_age"]
+        client = self.client()
+        endpoint, _ = _identity(client)
+        plan = plan_load(
+            local, record, endpoint=endpoint, bucket=res.bucket, key=res.key, pending=pending, now=time.time(), max_age=max_age
+        )
+        if plan.step is Step.USE_LOCAL:
+            outcome = "local copy is current (no request)"
+        else:
+            outcome = self._fetch(client, res, plan, endpoint, max_age > 0)
+        if verbose:
+            print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {outcome}")
+        return res.path
+
+    def _fetch(self, client: Any, res: paths.Resolution, plan: Plan, endpoint: str, touch: bool) -> str:
+        """One conditional GET; stream a newer body into place. Returns what happened."""
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": res.bucket, "Key": res.key}
+        if plan.step is Step.IF_NONE_MATCH:
+            kwargs["IfNoneMatch"] = plan.etag
+        elif plan.step is Step.IF_MODIFIED_SINCE:
+            kwargs["IfModifiedSince"] = datetime.datetime.fromtimestamp(int(plan.since), tz=datetime.timezone.utc)
+        db, _ = self._state()
+        try:
+            with _s3_errors("download", res.bucket, res.key, passthrough=ClientError):
+                resp = client.get_object(**kwargs)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code", "")
+            if status == 304:
+                if touch:
+                    db.touch(res.path, time.time())
+                return "local copy is current (S3 answered 304)"
+            if code in ("NoSuchKey", "404") and plan.step is not Step.GET:
+                logger.warning("s3bp: s3://%s/%s is not in S3; using the local file %s", res.bucket, res.key, res.path)
+                return "not in S3; local file used"
+            if code in ("NoSuchKey", "404"):
+                raise ObjectNotFoundError(
+                    f"{res.path} is not on disk and s3://{res.bucket}/{res.key} does not exist. "
+                    f"Save it first, or check the bucket and key with `s3bp where {res.path}`."
+                ) from exc
+            raise _translate(exc, "download", res.bucket, res.key) from exc
+        self._receive(client, res, resp, endpoint)
+        return f"downloaded {resp['ContentLength']} bytes"
+
+    def _receive(self, client: Any, res: paths.Resolution, resp: dict[str, Any], endpoint: str) -> None:
+        """Write a GET response's body beside the target, then move it into place and record it."""
+        self._check_file_target(res.path)
+        tmp = _temp_beside(res.path)
+        etag = resp["ETag"]
+        try:
+            with _s3_errors("download", res.bucket, res.key):
+                if resp["ContentLength"] >= MULTIPART_THRESHOLD:
+                    # Large: concurrent ranged GETs. Should the object change meanwhile, the
+                    # record keeps the older ETag, so the next load fetches again.
+                    resp["Body"].close()
+                    self._transfer(client).download(res.bucket, res.key, tmp).result()
+                else:
+                    with open(tmp, "wb") as out:
+                        for chunk in resp["Body"].iter_chunks(_CHUNK):
+                            out.write(chunk)
+            stamp = int(resp["LastModified"].timestamp())
+            os.utime(tmp, (stamp, stamp))
+            st = os.stat(tmp)
+            os.replace(tmp, res.path)
+        finally:
+            _remove(tmp)
+        db, _ = self._state()
+        db.put_record(
+            SyncRecord(res.path, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time())
+        )
+
+    @staticmethod
+    def _check_file_target(path: str) -> None:
+        """Make the parent directories of ``path``; refuse a directory or a file as parent."""
+        if os.path.isdir(path):
+            raise InvalidPathError(f"Cannot use {path}: it is a directory. Give the path of a file inside it.")
+        parent = os.path.dirname(path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InvalidPathError(f"Cannot use {path}: a parent of it is a file, not a directory.") from None
+
+    # -- the queue, seen from outside -------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Upload everything queued or left journaled, and wait.
+
+        Raises
+        ------
+        UploadError
+            Listing every upload that still failed (they stay journaled).
+        """
+        self._state()[1].flush(timeout)
+
+    def pending_uploads(self) -> list[PendingUpload]:
+        """Uploads queued, in flight, failed, or journaled by other processes."""
+        return self._state()[1].pending()
+
+    def set_max_workers(self, n: int) -> None:
+        """Use ``n`` upload threads from now on (persisted in the config)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"max_workers must be a whole number of at least 1, got {n!r}.")
+        self.config.update(lambda d: d.__setitem__("max_workers", n))
+        if self._queue is not None:
+            self._queue.resize(n)
+
+    # -- configuration -----------------------------------------------------
+
+    def set_default_bucket(self, bucket: str) -> None:
+        """Use ``bucket`` when no bucket is given or mapped (persisted)."""
+        paths.check_bucket_name(bucket)
+        self.config.update(lambda d: d.__setitem__("default_bucket", bucket))
+
+    def unset_default_bucket(self) -> None:
+        """Forget the default bucket (persisted)."""
+        self.config.update(lambda d: d.__setitem__("default_bucket", None))
+
+    def map_base_directory_to_bucket(self, directory: str | os.PathLike[str], bucket: str) -> None:
+        """Map ``directory`` (and everything below it) to ``bucket`` (persisted).
+
+        Raises
+        ------
+        InvalidPathError
+            When ``directory`` is the root directory or an existing file.
+        """
+        norm = paths.normalize(directory)
+        paths.check_bucket_name(bucket)
+        if os.path.dirname(norm) == norm:
+            raise InvalidPathError(f"Cannot map {norm!r}: the root directory cannot be a base directory.")
+        if os.path.isfile(norm):
+            raise InvalidPathError(f"Cannot map {norm!r}: it is a file; map the directory that holds it.")
+
+        def change(data: dict[str, Any]) -> None:
+            mapping = paths.normalize_mappings(data["base_dir_to_bucket_map"])
+            if mapping.get(norm) not in (None, bucket):
+                logger.warning("s3bp: %s was mapped to %s; now mapped to %s", norm, mapping[norm], bucket)
+            mapping[norm] = bucket
+            data["base_dir_to_bucket_map"] = mapping
+
+        self.config.update(change)
+
+    def remove_base_directory_mapping(self, directory: str | os.PathLike[str]) -> None:
+        """Remove the mapping of ``directory`` (persisted); a no-op if it is not mapped."""
+        norm = paths.normalize(directory)
+
+        def change(data: dict[str, Any]) -> None:
+            mapping = paths.normalize_mappings(data["base_dir_to_bucket_map"])
+            mapping.pop(norm, None)
+            data["base_dir_to_bucket_map"] = mapping
+
+        self.config.update(change)
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Wait for every upload, then release the journal (failed uploads stay in it)."""
+        with self._lock:
+            queue, db = self._queue, self._db
+            self._queue = self._db = None
+        if queue is not None:
+            atexit.unregister(self._at_exit)
+            queue.close()
+        for manager in self._transfers.values():
+            manager.shutdown()
+        self._transfers.clear()
+        if db is not None:
+            db.close()
+
+    def _at_exit(self) -> None:
+        """At interpreter exit: wait for pending uploads, saying so if it takes a while."""
+        if os.getpid() != self._pid or self._queue is None:
+            return  # a forked child does not own its parent's uploads
+        self._exiting = True
+        self._queue.close(at_exit=True)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _identity(client: Any) -> tuple[str, str | None]:
+    """The endpoint URL and region a client talks to."""
+    return client.meta.endpoint_url, client.meta.region_name
+
+
+def _local_stat(path: str) -> LocalStat | None:
+    """The local file's size and mtime, or None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return LocalStat(st.st_size, st.st_mtime_ns)
+
+
+def _temp_beside(path: str) -> str:
+    """A temp file name in ``path``'s directory that ends with its whole name (keeping suffixes)."""
+    head, name = os.path.split(path)
+    return os.path.join(head, f".s3bp-{uuid.uuid4().hex[:8]}-{name}")
+
+
+def _remove(path: str) -> None:
+    """Delete ``path`` if it exists."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _serializer(serializer: Serializer | str | None, path: str) -> Serializer:
+    """The serializer callable for a callable, a format name or None (pickle)."""
+    if serializer is None:
+        return get_format("pickle").serializer
+    if isinstance(serializer, str):
+        return get_format(serializer).serializer
+    if not callable(serializer):
+        raise SerializationError(
+            f"Cannot save {path}: serializer must be a callable(obj, filepath) or a format name, got {serializer!r}."
+        )
+    return serializer
+
+
+def _deserializer(deserializer: Deserializer | str | None) -> Deserializer:
+    """The deserializer callable for a callable, a format name or None (pickle)."""
+    if deserializer is None:
+        return get_format("pickle").deserializer
+    if isinstance(deserializer, str):
+        return get_format(deserializer).deserializer
+    if not callable(deserializer):
+        raise SerializationError(f"deserializer must be a callable(filepath) or a format name, got {deserializer!r}.")
+    return deserializer
+
+
+@contextlib.contextmanager
+def _s3_errors(action: str, bucket: str, key: str, passthrough: type[BaseException] | None = None) -> Iterator[None]:
+    """Turn botocore errors raised inside the block into :class:`S3bpError` with a clear message."""
+    try:
+        yield
+    except S3bpError:
+        raise
+    except Exception as exc:
+        if passthrough is not None and isinstance(exc, passthrough):
+            raise
+        raise _translate(exc, action, bucket, key) from exc
+
+
+def _translate(exc: BaseException, action: str, bucket: str, key: str) -> S3bpError:
+    """The :class:`S3bpError` that explains a botocore (or I/O) failure."""
+    from botocore import exceptions as bex
+
+    where = f"s3://{bucket}/{key}"
+    if isinstance(exc, bex.ClientError):
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return describe_client_error(str(err.get("Code", "")), status, action=action, bucket=bucket, key=key)
+    if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError, bex.CredentialRetrievalError)):
+        return CredentialsError(
+            f"Cannot {action} {where}: no usable AWS credentials. Configure them with `aws configure`, "
+            f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE or the 'profile' config key)."
+        )
+    if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectionClosedError, bex.ReadTimeoutError, bex.ConnectTimeoutError)):
+        return EndpointError(
+            f"Cannot {action} {where}: the S3 endpoint could not be reached ({type(exc).__name__}). "
+            f"Check the network and the endpoint_url setting."
+        )
+    return S3bpError(f"Cannot {action} {where}: {exc}")

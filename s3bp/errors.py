@@ -1,0 +1,137 @@
+"""The exceptions s3bp raises.
+
+Every exception subclasses :class:`S3bpError` and, where a caller would
+naturally catch a builtin, that builtin too (``ObjectNotFoundError`` is a
+``FileNotFoundError``). Each message names what was asked for and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "S3bpError",
+    "NoBucketError",
+    "InvalidPathError",
+    "InvalidBucketNameError",
+    "ObjectNotFoundError",
+    "BucketNotFoundError",
+    "AccessDeniedError",
+    "CredentialsError",
+    "EndpointError",
+    "UploadError",
+    "DownloadError",
+    "SerializationError",
+    "UnknownFormatError",
+    "ConfigError",
+]
+
+
+class S3bpError(Exception):
+    """Base class of every error s3bp raises."""
+
+
+class NoBucketError(S3bpError, ValueError):
+    """No bucket was given and none could be derived from the configuration."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(
+            f"No bucket for {path!r}: pass bucket_name=..., map a parent "
+            f"directory with s3bp.map_base_directory_to_bucket(dir, bucket), "
+            f"or set one with s3bp.set_default_bucket(bucket)."
+        )
+
+
+class InvalidPathError(S3bpError, ValueError):
+    """A local path (or the key derived from it) cannot be used."""
+
+
+class InvalidBucketNameError(S3bpError, ValueError):
+    """A bucket name breaks S3's naming rules; checked before any request."""
+
+
+class ObjectNotFoundError(S3bpError, FileNotFoundError):
+    """The object is neither on the local disk nor in S3."""
+
+
+class BucketNotFoundError(S3bpError):
+    """The bucket does not exist on the endpoint."""
+
+
+class AccessDeniedError(S3bpError, PermissionError):
+    """The credentials in use may not perform the request."""
+
+
+class CredentialsError(S3bpError):
+    """No usable AWS credentials were found."""
+
+
+class EndpointError(S3bpError, ConnectionError):
+    """The S3 endpoint could not be reached."""
+
+
+class UploadError(S3bpError):
+    """An upload failed; the saved file stays on disk and in the upload journal."""
+
+    def __init__(self, message: str, failures: list[tuple[str, str, str]] | None = None):
+        super().__init__(message)
+        #: ``(bucket, key, reason)`` for every failed upload this error reports.
+        self.failures = list(failures or [])
+
+
+class DownloadError(S3bpError):
+    """A download failed for a reason other than a missing object."""
+
+
+class SerializationError(S3bpError):
+    """A serializer or deserializer raised, or produced nothing."""
+
+
+class UnknownFormatError(S3bpError, ValueError):
+    """A format name is not in the registry."""
+
+
+class ConfigError(S3bpError):
+    """The configuration file cannot be read or holds a wrong value."""
+
+
+def describe_client_error(
+    code: str, status: int | None, *, action: str, bucket: str, key: str | None = None
+) -> S3bpError:
+    """Turn an S3 error code into the matching :class:`S3bpError`.
+
+    Parameters
+    ----------
+    code, status
+        The error code and HTTP status S3 answered with.
+    action
+        What was attempted, e.g. ``"upload"``, used in the message.
+    bucket, key
+        What the request was about.
+
+    Returns
+    -------
+    S3bpError
+        The exception to raise (``from`` the botocore error).
+    """
+    where = f"s3://{bucket}/{key}" if key else f"bucket {bucket!r}"
+    if code == "NoSuchBucket":
+        return BucketNotFoundError(
+            f"Cannot {action} {where}: bucket {bucket!r} does not exist on this "
+            f"endpoint. Check the bucket name and the endpoint/region, or create the bucket."
+        )
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return ObjectNotFoundError(f"Cannot {action} {where}: no such object in S3.")
+    if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+        return AccessDeniedError(
+            f"Cannot {action} {where}: access denied. Check that your credentials "
+            f"(profile, AWS_ACCESS_KEY_ID) may {action} in bucket {bucket!r}."
+        )
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+        return CredentialsError(
+            f"Cannot {action} {where}: the endpoint rejected the credentials ({code}). "
+            f"Check your AWS credentials or profile."
+        )
+    if code == "InvalidBucketName":
+        return InvalidBucketNameError(f"Cannot {action} {where}: {bucket!r} is not a valid bucket name.")
+    suffix = f" (HTTP {status})" if status else ""
+    return S3bpError(f"Cannot {action} {where}: S3 answered {code}{suffix}.")

@@ -1,0 +1,224 @@
+"""The local state database: sync records and the upload journal.
+
+One SQLite file in the state directory, in WAL mode, shared safely by every
+thread and process that uses the same state directory.
+
+``records``
+    Per local path, what we last uploaded or downloaded: the object's ETag
+    and the local file's (size, mtime_ns) at that moment.
+``journal``
+    Every save not yet known to be in S3: what to upload, from which spool
+    file, on behalf of which owner (a process holding an owner lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .freshness import SyncRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    path TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    verified_at REAL NOT NULL,
+    saved_ns INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS records_object ON records (bucket, key, endpoint);
+CREATE TABLE IF NOT EXISTS journal (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    profile TEXT,
+    region TEXT,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    spool TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
+CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One save waiting to reach S3."""
+
+    id: str
+    owner: str
+    seq: int
+    path: str
+    endpoint: str
+    profile: str | None
+    region: str | None
+    bucket: str
+    key: str
+    spool: str
+    size: int
+    mtime_ns: int
+    pid: int
+    created: float
+    attempts: int = 0
+    last_error: str | None = None
+
+    @property
+    def object_id(self) -> tuple[str, str, str]:
+        """The S3 object this entry writes: (endpoint, bucket, key)."""
+        return (self.endpoint, self.bucket, self.key)
+
+
+_JOURNAL_COLUMNS = ", ".join(JournalEntry.__dataclass_fields__)
+_RECORD_COLUMNS = ", ".join(SyncRecord.__dataclass_fields__)
+
+
+class StateDB:
+    """Thread-safe access to the state database.
+
+    Parameters
+    ----------
+    path
+        The SQLite file; its directory must exist.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        with self._lock, self._conn:
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def _write(self, sql: str, params: tuple = ()) -> int:
+        """Run one statement in its own transaction; return the rows changed."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return cur.rowcount
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run a read-only query."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- sync records -----------------------------------------------------
+
+    def record(self, path: str) -> SyncRecord | None:
+        """The sync record of a local path, or None."""
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,))
+        return SyncRecord(*rows[0]) if rows else None
+
+    def put_record(self, rec: SyncRecord) -> None:
+        """Insert or replace the record of ``rec.path``."""
+        marks = ", ".join("?" * len(SyncRecord.__dataclass_fields__))
+        self._write(f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", tuple(rec.__dict__.values()))
+
+    def put_upload_record(self, rec: SyncRecord) -> bool:
+        """Record an upload unless a later save of the same object is already recorded.
+
+        Returns
+        -------
+        bool
+            False when a newer upload of the object was recorded first.
+        """
+        marks = ", ".join("?" * len(SyncRecord.__dataclass_fields__))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                newest = self._conn.execute(
+                    "SELECT max(saved_ns) FROM records WHERE bucket = ? AND key = ? AND endpoint = ?",
+                    (rec.bucket, rec.key, rec.endpoint),
+                ).fetchone()[0]
+                fresh = newest is None or newest <= rec.saved_ns
+                if fresh:
+                    self._conn.execute(
+                        f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", tuple(rec.__dict__.values())
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return fresh
+
+    def newest_upload(self, endpoint: str, bucket: str, key: str) -> int:
+        """The save time (ns) of the newest recorded upload of an object, or 0."""
+        rows = self._query(
+            "SELECT max(saved_ns) FROM records WHERE bucket = ? AND key = ? AND endpoint = ?", (bucket, key, endpoint)
+        )
+        return rows[0][0] or 0
+
+    def touch(self, path: str, verified_at: float) -> None:
+        """Note that the record of ``path`` was confirmed current at ``verified_at``."""
+        self._write("UPDATE records SET verified_at = ? WHERE path = ?", (verified_at, path))
+
+    def forget(self, path: str) -> None:
+        """Drop the record of ``path``."""
+        self._write("DELETE FROM records WHERE path = ?", (path,))
+
+    # -- upload journal ---------------------------------------------------
+
+    def add_entry(self, entry: JournalEntry) -> None:
+        """Journal a save (durably, before the save returns)."""
+        marks = ", ".join("?" * len(JournalEntry.__dataclass_fields__))
+        self._write(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
+
+    def remove_entry(self, entry_id: str) -> None:
+        """Drop a journal entry (uploaded or superseded)."""
+        self._write("DELETE FROM journal WHERE id = ?", (entry_id,))
+
+    def fail_entry(self, entry_id: str, error: str) -> None:
+        """Keep a failed entry, counting the attempt and its error."""
+        self._write("UPDATE journal SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, entry_id))
+
+    def entries(self, owner: str | None = None) -> list[JournalEntry]:
+        """Journal entries, oldest save first; only ``owner``'s when given."""
+        if owner is None:
+            rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal ORDER BY seq")
+        else:
+            rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE owner = ? ORDER BY seq", (owner,))
+        return [JournalEntry(*r) for r in rows]
+
+    def owners(self) -> list[str]:
+        """Every owner that has journal entries."""
+        return [r[0] for r in self._query("SELECT DISTINCT owner FROM journal")]
+
+    def adopt(self, old_owner: str, new_owner: str) -> int:
+        """Move every entry of ``old_owner`` to ``new_owner``; return how many."""
+        return self._write("UPDATE journal SET owner = ? WHERE owner = ?", (new_owner, old_owner))
+
+    def has_pending(self, path: str) -> bool:
+        """Whether a save of local ``path`` is journaled and not yet uploaded."""
+        return bool(self._query("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)))
+
+    def load_state(self, path: str) -> tuple[SyncRecord | None, bool]:
+        """The record of ``path`` and whether it has a pending upload, in one read."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,)).fetchall()
+            pending = self._conn.execute("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)).fetchone()
+        return (SyncRecord(*rows[0]) if rows else None), pending is not None

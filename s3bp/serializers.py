@@ -1,0 +1,142 @@
+"""The format registry: named serializers and deserializers.
+
+A serializer is ``callable(obj, filepath)`` and writes ``obj`` to
+``filepath``; a deserializer is ``callable(filepath)`` and returns the
+object. Formats are registered under a name with the file suffixes they
+usually carry; the registry is exposed read-only through :func:`formats`.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import UnknownFormatError
+
+Serializer = Callable[..., None]
+Deserializer = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A named way to write an object to a file and read it back."""
+
+    name: str
+    serializer: Serializer
+    deserializer: Deserializer
+    suffixes: tuple[str, ...] = ()
+    frames: bool = field(default=False, compare=False)
+
+
+_REGISTRY: dict[str, Format] = {}
+_FORMATS = MappingProxyType(_REGISTRY)
+
+
+def register_format(
+    name: str,
+    serializer: Serializer,
+    deserializer: Deserializer,
+    suffixes: Iterable[str] = (),
+    *,
+    clobber: bool = False,
+    frames: bool = False,
+) -> Format:
+    """Add a format to the registry.
+
+    Parameters
+    ----------
+    name
+        The format's name (case-insensitive).
+    serializer
+        ``callable(obj, filepath, **kwargs)``.
+    deserializer
+        ``callable(filepath, **kwargs) -> obj``.
+    suffixes
+        File suffixes (``".csv"``) that select this format for DataFrames.
+    clobber
+        Replace an existing format of the same name instead of raising.
+    frames
+        Whether the format is for DataFrames (used by ``load_dataframe``).
+
+    Returns
+    -------
+    Format
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is taken and ``clobber`` is False, or a callable is missing.
+    """
+    key = name.lower()
+    if not callable(serializer) or not callable(deserializer):
+        raise ValueError(f"Format {name!r}: serializer and deserializer must be callables.")
+    if key in _REGISTRY and not clobber:
+        raise ValueError(f"Format {name!r} is already registered; pass clobber=True to replace it.")
+    fmt = Format(key, serializer, deserializer, tuple(s.lower() for s in suffixes), frames)
+    _REGISTRY[key] = fmt
+    return fmt
+
+
+def formats() -> Mapping[str, Format]:
+    """The registered formats, by name (a read-only view)."""
+    return _FORMATS
+
+
+def get_format(name: str) -> Format:
+    """The format called ``name`` (case-insensitive).
+
+    Raises
+    ------
+    UnknownFormatError
+        Listing the known formats.
+    """
+    try:
+        return _REGISTRY[str(name).lower()]
+    except KeyError:
+        raise UnknownFormatError(
+            f"Unknown format {name!r}; known formats are {', '.join(sorted(_REGISTRY))}. "
+            f"Add one with s3bp.register_format(name, serializer, deserializer)."
+        ) from None
+
+
+def format_for_suffix(filepath: str, frames_only: bool = False) -> Format | None:
+    """The format whose suffixes match the end of ``filepath``, if any."""
+    lower = filepath.lower()
+    for fmt in _REGISTRY.values():
+        if frames_only and not fmt.frames:
+            continue
+        if any(lower.endswith(s) for s in fmt.suffixes):
+            return fmt
+    return None
+
+
+def _pickle_dump(obj: Any, filepath: str) -> None:
+    """Pickle ``obj`` with the highest protocol."""
+    with open(filepath, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pickle_load(filepath: str) -> Any:
+    """Unpickle a file (only from sources you trust)."""
+    with open(filepath, "rb") as fh:
+        return pickle.load(fh)
+
+
+def _json_dump(obj: Any, filepath: str, **kwargs: Any) -> None:
+    """Write ``obj`` as JSON."""
+    with open(filepath, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, **kwargs)
+
+
+def _json_load(filepath: str, **kwargs: Any) -> Any:
+    """Read a JSON file."""
+    with open(filepath, encoding="utf-8") as fh:
+        return json.load(fh, **kwargs)
+
+
+register_format("pickle", _pickle_dump, _pickle_load, (".pkl", ".pickle"))
+register_format("json", _json_dump, _json_load, (".json",))

@@ -1,0 +1,462 @@
+"""The background upload queue: ordered per object, snapshotted, journaled.
+
+Guarantees, whatever the timing:
+
+* per S3 object, the last save wins: a newer save supersedes a queued older
+  one (which is then never sent) and waits for one already in flight;
+* an upload reads an immutable snapshot in the spool, never the live file;
+* every save is in the journal (SQLite, in the state directory) before
+  ``save_object`` returns, owned by this process through an owner lock; a
+  process that dies leaves its entries for the next one to adopt;
+* failures are printed once, logged, kept in the journal with their error,
+  and reported again by :meth:`UploadQueue.flush`.
+
+The queue knows nothing of S3: it calls the ``upload`` function it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UploadError
+from .index import JournalEntry, StateDB
+
+logger = logging.getLogger("s3bp")
+
+_STOP = object()
+
+
+class UploadFuture(Future):
+    """The handle :func:`s3bp.save_object` returns.
+
+    ``done()``, ``result(timeout)`` (raises :class:`~s3bp.errors.UploadError`)
+    and ``exception()`` behave as for any :class:`concurrent.futures.Future`.
+    """
+
+    def __init__(self, bucket: str, key: str, path: str):
+        super().__init__()
+        self.bucket, self.key, self.path = bucket, key, path
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<UploadFuture s3://{self.bucket}/{self.key} {state}>"
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """One entry of :func:`s3bp.pending_uploads`."""
+
+    bucket: str
+    key: str
+    path: str
+    state: str
+    pid: int
+    created: float
+    attempts: int
+    last_error: str | None
+
+
+@dataclass
+class _Job:
+    """An entry to upload and every future waiting on it."""
+
+    entry: JournalEntry
+    futures: list[UploadFuture] = field(default_factory=list)
+    report: bool = True
+
+
+@dataclass
+class _Slot:
+    """Per-object state: the job being uploaded and the one waiting behind it."""
+
+    in_flight: _Job | None = None
+    queued: _Job | None = None
+
+
+def make_snapshot(src: str, dest: Path, link: bool) -> None:
+    """Make ``dest`` an immutable copy of ``src``: a hard link if ``link`` and possible, else a copy."""
+    if link:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dest)
+
+
+class Owner:
+    """This process's claim on its journal entries: a lock held for its lifetime.
+
+    Parameters
+    ----------
+    owners_dir
+        Where owner lock files live.
+    """
+
+    def __init__(self, owners_dir: Path):
+        from filelock import FileLock
+
+        owners_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir = owners_dir
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._lock = FileLock(str(owners_dir / f"{self.token}.lock"))
+        self._lock.acquire()
+
+    def release(self, remove: bool) -> None:
+        """Give up the claim; delete the lock file when no entries remain."""
+        if remove:
+            try:
+                os.unlink(self._lock.lock_file)
+            except OSError:
+                pass
+        self._lock.release()
+
+    def try_take(self, token: str) -> object | None:
+        """Lock another owner's file if that owner is gone; None while it lives."""
+        from filelock import FileLock, Timeout
+
+        if token == self.token:
+            return None
+        lock = FileLock(str(self.dir / f"{token}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return None
+        return lock
+
+
+class UploadQueue:
+    """Uploads journaled entries on a bounded pool of worker threads.
+
+    Parameters
+    ----------
+    db
+        The state database holding the journal.
+    spool_dir
+        Where snapshots are kept until uploaded.
+    owner
+        This process's :class:`Owner`.
+    upload
+        ``upload(entry)`` sends one entry to S3 and records it; raises on failure.
+    max_workers
+        The number of worker threads.
+    """
+
+    def __init__(
+        self,
+        db: StateDB,
+        spool_dir: Path,
+        owner: Owner,
+        upload: Callable[[JournalEntry], None],
+        max_workers: int = 8,
+    ):
+        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._db, self._spool, self._owner, self._upload = db, spool_dir, owner, upload
+        self._lock = threading.Condition()
+        self._slots: dict[tuple[str, str, str], _Slot] = {}
+        self._active = 0
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = 0
+        self._target = max_workers
+        self._last_seq = 0
+        self._closed = False
+
+    # -- submitting --------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """A save time in ns, strictly increasing within the process."""
+        with self._lock:
+            self._last_seq = max(self._last_seq + 1, time.time_ns())
+            return self._last_seq
+
+    def spool_path(self, entry_id: str) -> Path:
+        """Where the snapshot of entry ``entry_id`` is kept."""
+        return self._spool / entry_id
+
+    def new_entry(self, **fields) -> JournalEntry:
+        """A journal entry owned by this process, with a fresh id and save time."""
+        entry_id = uuid.uuid4().hex
+        return JournalEntry(
+            id=entry_id,
+            owner=self._owner.token,
+            seq=self.next_seq(),
+            spool=str(self.spool_path(entry_id)),
+            pid=os.getpid(),
+            created=time.time(),
+            **fields,
+        )
+
+    def submit(self, entry: JournalEntry, report: bool = True) -> UploadFuture:
+        """Journal ``entry`` (its spool file must exist) and queue it for upload."""
+        self._db.add_entry(entry)
+        fut = UploadFuture(entry.bucket, entry.key, entry.path)
+        self._enqueue(_Job(entry, [fut], report))
+        return fut
+
+    def _enqueue(self, job: _Job) -> None:
+        """Place a journaled job in its object's slot, superseding older saves."""
+        dropped: list[_Job] = []
+        with self._lock:
+            slot = self._slots.setdefault(job.entry.object_id, _Slot())
+            same = [j for j in (slot.in_flight, slot.queued) if j is not None and j.entry.id == job.entry.id]
+            newest = slot.queued or slot.in_flight
+            if same:
+                same[0].futures.extend(job.futures)
+            elif newest is not None and newest.entry.seq > job.entry.seq:
+                # An older save arriving late (e.g. adopted): the newer one answers for it.
+                newest.futures.extend(job.futures)
+                dropped.append(_Job(job.entry))
+            elif slot.queued is not None:
+                job.futures[:0] = slot.queued.futures
+                job.report = job.report or slot.queued.report
+                dropped.append(_Job(slot.queued.entry))
+                slot.queued = job
+            elif slot.in_flight is not None:
+                slot.queued = job
+            else:
+                slot.in_flight = job
+                self._start(job)
+        for old in dropped:
+            self._discard(old.entry)
+
+    def _start(self, job: _Job) -> None:
+        """Hand a job to the workers (call with the lock held)."""
+        self._active += 1
+        self._ready.put(job)
+        if self._workers < self._target:
+            self._workers += 1
+            threading.Thread(target=self._work, name="s3bp-upload", daemon=True).start()
+
+    def _discard(self, entry: JournalEntry) -> None:
+        """Forget a superseded entry: its journal row and its snapshot."""
+        self._db.remove_entry(entry.id)
+        try:
+            os.unlink(entry.spool)
+        except FileNotFoundError:
+            pass
+
+    # -- working -----------------------------------------------------------
+
+    def _work(self) -> None:
+        """A worker thread: run jobs until told to stop."""
+        while True:
+            job = self._ready.get()
+            if job is _STOP:
+                return
+            self._run(job)
+
+    def _run(self, job: _Job) -> None:
+        """Upload one job and settle everything that waits on it."""
+        entry = job.entry
+        error: BaseException | None = None
+        try:
+            # A recorded upload at least as new means this save is already superseded (or done).
+            if self._db.newest_upload(*entry.object_id) < entry.seq:
+                self._upload(entry)
+        except BaseException as exc:  # noqa: B036 - recorded and re-raised to waiters
+            error = exc
+        if error is None:
+            self._discard(entry)
+        else:
+            self._fail(job, error)
+        with self._lock:
+            slot = self._slots[entry.object_id]
+            slot.in_flight, nxt = slot.queued, slot.queued
+            slot.queued = None
+            if nxt is not None:
+                self._start(nxt)
+            else:
+                del self._slots[entry.object_id]
+            self._active -= 1
+            self._lock.notify_all()
+        for fut in job.futures:
+            if error is None:
+                fut.set_result(entry.key)
+            else:
+                fut.set_exception(_as_upload_error(error, entry))
+
+    def _fail(self, job: _Job, error: BaseException) -> None:
+        """Keep a failed entry in the journal, and say so once."""
+        entry = job.entry
+        message = f"{error}"
+        try:
+            self._db.fail_entry(entry.id, message)
+        except Exception:  # the journal row still stands; the error is reported below
+            logger.exception("s3bp: could not record the failure of s3://%s/%s", entry.bucket, entry.key)
+        text = (
+            f"s3bp: upload of {entry.path} to s3://{entry.bucket}/{entry.key} failed: {message} "
+            f"(kept in the upload journal; s3bp.flush() or `s3bp flush` retries it)"
+        )
+        logger.error(text)
+        if job.report:
+            print(text, file=sys.stderr)
+
+    # -- waiting and status ------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued or in flight; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._active:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
+
+    def active(self) -> int:
+        """How many uploads are queued or in flight."""
+        with self._lock:
+            return self._active
+
+    def _busy_ids(self) -> set[str]:
+        """The ids of entries queued or in flight in this process."""
+        with self._lock:
+            return {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
+
+    def _queue_idle_entries(self) -> None:
+        """Queue every journaled entry of ours that is not queued or in flight."""
+        busy = self._busy_ids()
+        for entry in self._db.entries(self._owner.token):
+            if entry.id not in busy:
+                self._enqueue(_Job(entry))
+
+    def _adopt(self) -> int:
+        """Move the entries of owners that are gone to us; return how many."""
+        adopted = 0
+        for token in self._db.owners():
+            lock = self._owner.try_take(token)
+            if lock is None:
+                continue
+            try:
+                adopted += self._db.adopt(token, self._owner.token)
+                try:
+                    os.unlink(lock.lock_file)
+                except OSError:
+                    pass
+            finally:
+                lock.release()
+        if adopted:
+            logger.info("s3bp: resuming %d upload(s) left by an earlier process", adopted)
+        return adopted
+
+    def adopt_orphans(self) -> int:
+        """Take over and queue the entries of owners that are gone; return how many."""
+        adopted = self._adopt()
+        if adopted:
+            self._queue_idle_entries()
+        return adopted
+
+    def retry(self) -> None:
+        """Adopt orphaned entries and queue every journaled entry of ours not in the queue."""
+        self._adopt()
+        self._queue_idle_entries()
+
+    def failures(self) -> list[JournalEntry]:
+        """Our journaled entries that are neither queued nor in flight (they failed)."""
+        busy = self._busy_ids()
+        return [e for e in self._db.entries(self._owner.token) if e.id not in busy]
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Retry what failed or was left behind, wait, and raise if anything is still not uploaded.
+
+        Raises
+        ------
+        UploadError
+            Listing every object that could not be uploaded.
+        """
+        self.retry()
+        if not self.wait(timeout):
+            raise UploadError(f"s3bp.flush: {self.active()} upload(s) still running after {timeout} s.")
+        failed = self.failures()
+        if failed:
+            lines = [f"s3://{e.bucket}/{e.key} (from {e.path}): {e.last_error}" for e in failed]
+            raise UploadError(
+                f"{len(failed)} upload(s) failed and stay in the upload journal:\n  " + "\n  ".join(lines),
+                [(e.bucket, e.key, e.last_error or "") for e in failed],
+            )
+
+    def pending(self) -> list[PendingUpload]:
+        """Everything in the journal, with its state as seen from this process."""
+        with self._lock:
+            states = {}
+            for slot in self._slots.values():
+                if slot.in_flight:
+                    states[slot.in_flight.entry.id] = "in flight"
+                if slot.queued:
+                    states[slot.queued.entry.id] = "queued"
+        out = []
+        for e in self._db.entries():
+            if e.id in states:
+                state = states[e.id]
+            elif e.owner == self._owner.token:
+                state = "failed"
+            else:
+                state = "journaled"
+            out.append(PendingUpload(e.bucket, e.key, e.path, state, e.pid, e.created, e.attempts, e.last_error))
+        return out
+
+    # -- sizing and shutdown -----------------------------------------------
+
+    def resize(self, max_workers: int) -> None:
+        """Use ``max_workers`` threads from now on; nothing queued is dropped."""
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}.")
+        with self._lock:
+            self._target = max_workers
+            while self._workers > max_workers:
+                self._workers -= 1
+                self._ready.put(_STOP)
+            backlog = self._active
+            while self._workers < min(max_workers, backlog):
+                self._workers += 1
+                threading.Thread(target=self._work, name="s3bp-upload", daemon=True).start()
+
+    def close(self, at_exit: bool = False) -> None:
+        """Wait for every upload, then release the owner lock.
+
+        At interpreter exit, says on stderr what it is waiting for (after a
+        second) and what stays journaled.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if at_exit and not self.wait(1.0):
+            print(f"s3bp: waiting for {self.active()} pending upload(s) to finish...", file=sys.stderr)
+        self.wait()
+        left = self.failures()
+        if left and at_exit:
+            print(
+                f"s3bp: {len(left)} upload(s) failed and stay journaled in {self._spool.parent}; "
+                f"the next process that uses s3bp retries them, or run `s3bp flush`.",
+                file=sys.stderr,
+            )
+        with self._lock:
+            for _ in range(self._workers):
+                self._ready.put(_STOP)
+            self._workers = 0
+        self._owner.release(remove=not left)
+
+
+def _as_upload_error(error: BaseException, entry: JournalEntry) -> UploadError:
+    """The :class:`UploadError` a waiter sees for a failed upload."""
+    if isinstance(error, UploadError):
+        return error
+    exc = UploadError(
+        f"Upload of {entry.path} to s3://{entry.bucket}/{entry.key} failed: {error}. "
+        f"The file stays in the upload journal; s3bp.flush() retries it.",
+        [(entry.bucket, entry.key, str(error))],
+    )
+    exc.__cause__ = error
+    return exc

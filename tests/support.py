@@ -1,0 +1,224 @@
+"""Test helpers: a raw boto3 client, a request counter, and a fault-injecting TCP proxy."""
+
+from __future__ import annotations
+
+import collections
+import socket
+import struct
+import threading
+import time
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+
+
+def raw_client(endpoint: str, **config):
+    """A plain boto3 S3 client on ``endpoint`` with test credentials."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        config=Config(**config) if config else None,
+    )
+
+
+class RequestLog:
+    """Records (method, operation) of every request a client sends, via botocore's before-send event."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+        self._client = None
+
+    def _record(self, request, **kwargs):
+        self.calls.append((request.method, kwargs.get("event_name", "").split(".")[-1]))
+
+    def attach(self, client) -> None:
+        """Start counting ``client``'s requests."""
+        self._client = client
+        client.meta.events.register("before-send.s3", self._record, unique_id=f"s3bp-test-{id(self)}")
+
+    def detach(self) -> None:
+        """Stop counting."""
+        if self._client is not None:
+            self._client.meta.events.unregister("before-send.s3", unique_id=f"s3bp-test-{id(self)}")
+
+    def clear(self) -> None:
+        """Forget what was counted so far."""
+        self.calls.clear()
+
+    @property
+    def operations(self) -> list[str]:
+        """The operation names counted, in order."""
+        return [op for _, op in self.calls]
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+class FaultProxy:
+    """A threaded TCP proxy on 127.0.0.1 that can misbehave on cue.
+
+    Each accepted connection takes the next scripted action (default
+    ``"pass"``): ``"pass"`` pipes bytes to the upstream; ``"reset"`` pipes the
+    request, then resets the connection before answering; ``"delay:S"``
+    waits S seconds, then pipes; an int answers that HTTP status with an S3
+    error body (503 is ``SlowDown``, 403 ``AccessDenied``, 500
+    ``InternalError``). ``off()`` closes the listening socket so connections
+    are refused; ``on()`` listens again on the same port.
+    """
+
+    _ERRORS = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
+
+    def __init__(self, upstream: str):
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname, parts.port)
+        self._script: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self.connections = 0
+        self.port = 0
+        self._server: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FaultProxy:
+        self.on()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.off()
+
+    def script(self, *actions) -> None:
+        """Queue actions for the next connections."""
+        with self._lock:
+            self._script.extend(actions)
+
+    def always(self, action) -> None:
+        """Make every following connection take ``action`` (until ``clear()``)."""
+        with self._lock:
+            self._script.clear()
+            self._default = action
+
+    def clear(self) -> None:
+        """Back to plain pass-through."""
+        with self._lock:
+            self._script.clear()
+            self._default = "pass"
+
+    _default = "pass"
+
+    def on(self) -> None:
+        """Listen (again) on 127.0.0.1, on the same port as before if there was one."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        srv.settimeout(0.2)
+        self.port = srv.getsockname()[1]
+        self._server = srv
+        t = threading.Thread(target=self._accept, args=(srv,), daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def off(self) -> None:
+        """Stop listening: new connections are refused."""
+        srv, self._server = self._server, None
+        if srv is not None:
+            srv.close()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+
+    def _next(self):
+        with self._lock:
+            self.connections += 1
+            return self._script.popleft() if self._script else self._default
+
+    def _accept(self, srv: socket.socket) -> None:
+        while self._server is srv and not self._stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn, self._next()), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, action) -> None:
+        conn.settimeout(30)
+        try:
+            if isinstance(action, int):
+                _read_request(conn)
+                self._answer(conn, action)
+            elif action == "reset":
+                _read_request(conn)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                if isinstance(action, str) and action.startswith("delay:"):
+                    time.sleep(float(action.split(":", 1)[1]))
+                self._pipe(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _answer(self, conn: socket.socket, status: int) -> None:
+        code = self._ERRORS.get(status, "InternalError")
+        body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>'.encode()
+        head = f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+    def _pipe(self, conn: socket.socket) -> None:
+        up = socket.create_connection(self.upstream, timeout=30)
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=pump, args=(up, conn), daemon=True)
+        t.start()
+        pump(conn, up)
+        t.join(timeout=60)
+        up.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """Read one HTTP request (head and Content-Length body) from ``conn``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if b"expect: 100-continue" in head.lower():
+        return head  # answer before the body is sent, as S3 does on an early error
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
