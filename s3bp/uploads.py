@@ -295,7 +295,7 @@ class UploadQueue:
         except Exception:  # the journal row still stands; the error is reported below
             logger.exception("s3bp: could not record the failure of s3://%s/%s", entry.bucket, entry.key)
         text = (
-            f"s3bp: upload of {entry.path} to s3://{entry.bucket}/{entry.key} failed: {message} "
+            f"s3bp: background upload of {entry.path} failed: {_describe(error, entry)} "
             f"(kept in the upload journal; s3bp.flush() or `s3bp flush` retries it)"
         )
         logger.error(text)
@@ -454,9 +454,16 @@ def _as_upload_error(error: BaseException, entry: JournalEntry) -> UploadError:
     if isinstance(error, UploadError):
         return error
     exc = UploadError(
-        f"Upload of {entry.path} to s3://{entry.bucket}/{entry.key} failed: {error}. "
+        f"Upload of {entry.path} failed: {_describe(error, entry)} "
         f"The file stays in the upload journal; s3bp.flush() retries it.",
         [(entry.bucket, entry.key, str(error))],
     )
     exc.__cause__ = error
     return exc
+
+
+def _describe(error: BaseException, entry: JournalEntry) -> str:
+    """The error's message, naming the object if the message does not already."""
+    target = f"s3://{entry.bucket}/{entry.key}"
+    text = str(error) or type(error).__name__
+    return text if target in text else f"{target}: {text}"

@@ -1,0 +1,203 @@
+"""The ``s3bp`` command (also ``python -m s3bp``).
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage. Errors are one
+line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+
+from . import __version__, api
+from .errors import S3bpError
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Show the effective configuration, its file and the state directory."""
+    store = api.get_default_store()
+    print(f"config file: {store.config.path}{'' if store.config.path.exists() else ' (not created yet)'}")
+    print(f"state dir:   {store.state_dir}")
+    for name, value in store.settings().items():
+        if name == "base_dir_to_bucket_map":
+            print(f"{name}:" + ("" if value else " {}"))
+            for directory, bucket in sorted(value.items()):
+                print(f"  {directory} -> {bucket}")
+        else:
+            print(f"{name}: {value}")
+    return 0
+
+
+def _cmd_where(args: argparse.Namespace) -> int:
+    """Say which bucket and key a path resolves to, and why."""
+    res = api.get_default_store().resolve(args.path, args.bucket, args.namekey)
+    print(f"s3://{res.bucket}/{res.key}")
+    print(f"  local path: {res.path}")
+    print(f"  because:    {res.reason}")
+    return 0
+
+
+def _cmd_default_bucket(args: argparse.Namespace) -> int:
+    """Show, set or unset the default bucket."""
+    if args.unset:
+        api.unset_default_bucket()
+    elif args.name:
+        api.set_default_bucket(args.name)
+    print(api.get_default_store().settings()["default_bucket"] or "(no default bucket)")
+    return 0
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    """Map a directory to a bucket."""
+    api.map_base_directory_to_bucket(args.directory, args.bucket)
+    return 0
+
+
+def _cmd_unmap(args: argparse.Namespace) -> int:
+    """Remove a directory's mapping."""
+    api.remove_base_directory_mapping(args.directory)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """List pending and journaled uploads with their last errors."""
+    pending = api.pending_uploads()
+    if not pending:
+        print("no pending uploads")
+    for p in pending:
+        line = f"{p.state:10} s3://{p.bucket}/{p.key}  <- {p.path}  (pid {p.pid}, attempts {p.attempts})"
+        print(line + (f"\n           last error: {p.last_error}" if p.last_error else ""))
+    return 0
+
+
+def _cmd_flush(args: argparse.Namespace) -> int:
+    """Upload everything journaled and wait."""
+    count = len(api.pending_uploads())
+    api.flush(args.timeout)
+    print(f"flushed {count} upload(s)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Run the README's demo against an embedded local S3 server."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        print("s3bp demo needs the embedded S3 server: pip install 's3bp[demo]'", file=sys.stderr)
+        return 1
+    import logging
+
+    from .core import Store
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+            os.environ.pop(var, None)
+        os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
+        with tempfile.TemporaryDirectory(prefix="s3bp-demo-") as tmp:
+            _run_demo(Store, url, tmp)
+    finally:
+        server.stop()
+    return 0
+
+
+def _run_demo(store_class: type, url: str, tmp: str) -> None:
+    """The demo's steps: two machines sharing one bucket on the local server."""
+    import boto3
+
+    bucket = "user-data-bucket"
+    boto3.client("s3", endpoint_url=url).create_bucket(Bucket=bucket)
+    print(f"local S3 server at {url}, bucket {bucket!r}, files under {tmp}\n")
+
+    def machine(name: str):
+        root = os.path.join(tmp, name)
+        store = store_class(config=os.path.join(root, "config.yml"), state_dir=os.path.join(root, "state"))
+        store.config.update(lambda d: d.update(endpoint_url=url, default_bucket=bucket))
+        sent: list[str] = []
+        store.client().meta.events.register("before-send.s3", lambda request, **kw: sent.append(request.method))
+        return store, sent, os.path.join(root, "data", "name_to_id_map")
+
+    def step(label: str, sent: list[str], started: float, result: object = None) -> None:
+        ms = (time.perf_counter() - started) * 1000
+        shown = "" if result is None else f" -> {result!r}"
+        print(f"  {label}{shown}\n      {len(sent)} request(s) {sent}, {ms:.1f} ms")
+        sent.clear()
+
+    laptop, sent_a, path_a = machine("laptop")
+    server, sent_b, path_b = machine("server")
+    with laptop, server:
+        print("laptop:")
+        t = time.perf_counter()
+        laptop.save_object({"Dan": 8382, "Alon": 2993}, path_a, wait=True)
+        step("save_object({'Dan': 8382, 'Alon': 2993}, ..., wait=True)", sent_a, t)
+        t = time.perf_counter()
+        step("load_object(...)  [local copy is current: S3 answers 304, no body]", sent_a, t, laptop.load_object(path_a))
+        print("server (another machine, same bucket):")
+        t = time.perf_counter()
+        step("load_object(...)  [no local copy: downloaded]", sent_b, t, server.load_object(path_b))
+        t = time.perf_counter()
+        step("load_object(...)  [now cached: one cheap request]", sent_b, t, server.load_object(path_b))
+        print("laptop saves a newer version:")
+        t = time.perf_counter()
+        laptop.save_object({"Dan": 8382, "Alon": 2993, "Noa": 1}, path_a, wait=True)
+        step("save_object(..., wait=True)", sent_a, t)
+        t = time.perf_counter()
+        step("server load_object(...)  [S3 is newer: downloaded]", sent_b, t, server.load_object(path_b))
+    print("\ndone; the local server is stopped and the temp files removed.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``s3bp`` command."""
+    parser = argparse.ArgumentParser(prog="s3bp", description="Save and load Python objects to S3, cached on disk.")
+    parser.add_argument("--version", action="version", version=f"s3bp {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("config", help="show the effective config, its file and the state dir").set_defaults(func=_cmd_config)
+    p = sub.add_parser("where", help="the bucket and key a local path resolves to, and why")
+    p.add_argument("path")
+    p.add_argument("--bucket", default=None)
+    p.add_argument("--namekey", action="store_true")
+    p.set_defaults(func=_cmd_where)
+    p = sub.add_parser("default-bucket", help="show, set or unset the default bucket")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--unset", action="store_true")
+    p.set_defaults(func=_cmd_default_bucket)
+    p = sub.add_parser("map", help="map a directory to a bucket")
+    p.add_argument("directory")
+    p.add_argument("bucket")
+    p.set_defaults(func=_cmd_map)
+    p = sub.add_parser("unmap", help="remove a directory's mapping")
+    p.add_argument("directory")
+    p.set_defaults(func=_cmd_unmap)
+    sub.add_parser("status", help="pending and journaled uploads, and their last errors").set_defaults(func=_cmd_status)
+    p = sub.add_parser("flush", help="upload everything pending or journaled, and wait")
+    p.add_argument("--timeout", type=float, default=None)
+    p.set_defaults(func=_cmd_flush)
+    sub.add_parser("demo", help="run the demo against an embedded local S3 server").set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``s3bp`` command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (S3bpError, ValueError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"s3bp {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("s3bp: interrupted", file=sys.stderr)
+        return 1

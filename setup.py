@@ -1,0 +1,36 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "s3bp" / "__init__.py").read_text(), re.M).group(1)
+
+PANDAS = ["pandas>=2.0", "pyarrow>=14", "feather-format>=0.4"]
+EXCEL = ["openpyxl>=3.1"]
+DEMO = ["moto[server]>=5.0"]
+
+setup(
+    name="s3bp",
+    version=VERSION,
+    description="Save and load Python objects and pandas DataFrames to S3, with the local disk as a cache.",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    packages=find_packages(exclude=["tests*", "benchmarks*"]),
+    package_data={"s3bp": ["py.typed"]},
+    python_requires=">=3.9",
+    install_requires=["boto3>=1.28", "python-dateutil>=2.8", "PyYAML>=5.4", "filelock>=3.12"],
+    extras_require={
+        "pandas": PANDAS,
+        "excel": EXCEL,
+        "demo": DEMO,
+        "dev": PANDAS + EXCEL + DEMO + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["s3bp = s3bp.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Archiving :: Backup",
+    ],
+)

@@ -1,0 +1,76 @@
+"""The YAML config: locations, validation, atomic locked updates."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from s3bp.config import ConfigFile, config_path, state_dir, validate
+from s3bp.errors import ConfigError
+
+
+def test_locations_follow_environment():
+    assert str(config_path({"S3BP_CONFIG": "/c/s.yml"})) == "/c/s.yml"
+    assert str(config_path({"XDG_CONFIG_HOME": "/x", "HOME": "/h"})) == "/x/s3bp/config.yml"
+    assert str(config_path({"HOME": "/h"})) == "/h/.config/s3bp/config.yml"
+    assert str(state_dir({"S3BP_STATE_DIR": "/s"})) == "/s"
+    assert str(state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"})) == "/x/s3bp"
+    assert str(state_dir({"HOME": "/h"})) == "/h/.local/state/s3bp"
+
+
+def test_defaults_and_wrong_types():
+    assert validate(None, "f")["max_workers"] == 8
+    with pytest.raises(ConfigError, match="f: field 'max_workers'"):
+        validate({"max_workers": "eight"}, "f")
+    with pytest.raises(ConfigError, match="base_dir_to_bucket_map"):
+        validate({"base_dir_to_bucket_map": ["a"]}, "f")
+    with pytest.raises(ConfigError, match="unknown field 'bukket'"):
+        validate({"bukket": "x"}, "f")
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        validate([1], "f")
+
+
+def test_update_persists_and_is_private(tmp_path):
+    path = tmp_path / "cfg" / "config.yml"
+    ConfigFile(path).update(lambda d: d.__setitem__("default_bucket", "abc"))
+    assert ConfigFile(path).read()["default_bucket"] == "abc"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.stat(path.parent).st_mode & 0o777 == 0o700
+
+
+def test_read_notices_changes_by_others(tmp_path):
+    path = tmp_path / "config.yml"
+    mine, theirs = ConfigFile(path), ConfigFile(path)
+    assert mine.read()["default_bucket"] is None
+    theirs.update(lambda d: d.__setitem__("default_bucket", "later"))
+    assert mine.read()["default_bucket"] == "later"
+
+
+def test_invalid_yaml_is_reported_and_never_overwritten(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_text("default_bucket: [unclosed\n")
+    with pytest.raises(ConfigError, match=str(path)):
+        ConfigFile(path).read()
+    with pytest.raises(ConfigError):
+        ConfigFile(path).update(lambda d: d.__setitem__("default_bucket", "x"))
+    assert path.read_text() == "default_bucket: [unclosed\n"
+
+
+def _add_mappings(path: str, worker: int, count: int) -> None:
+    cfg = ConfigFile(path)
+    for i in range(count):
+        cfg.update(lambda d, i=i: d["base_dir_to_bucket_map"].__setitem__(f"/w{worker}/d{i}", f"bucket-{worker}"))
+
+
+def test_concurrent_processes_lose_no_mapping(tmp_path):
+    path = str(tmp_path / "config.yml")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_add_mappings, args=(path, w, 15)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(ConfigFile(path).read()["base_dir_to_bucket_map"]) == 60
