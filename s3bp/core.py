@@ -73,7 +73,7 @@ class Store:
         self._given_client = client
         self._lock = threading.RLock()
         self._clients: dict[tuple[str | None, str | None, str | None], Any] = {}
-        self._transfers: dict[int, Any] = {}
+        self._transfers: dict[tuple[int, bool], Any] = {}
         self._db: StateDB | None = None
         self._queue: UploadQueue | None = None
         self._seen_settings: dict[str, Any] | None = None
@@ -128,7 +128,7 @@ class Store:
                 f"Cannot use AWS profile {profile!r}: {exc}. Check ~/.aws/config or the 'profile' config key."
             ) from exc
         cfg = Config(
-            retries={"mode": data["retry_mode"], "max_attempts": data["max_attempts"]},
+            retries={"mode": data["retry_mode"], "total_max_attempts": data["max_attempts"]},
             max_pool_connections=data["max_workers"] + 10,
             connect_timeout=10,
             read_timeout=60,
@@ -143,16 +143,20 @@ class Store:
         return self._client_for(entry.profile, entry.region, entry.endpoint)
 
     def _transfer(self, client: Any) -> Any:
-        """An s3transfer manager on ``client`` (single-threaded at interpreter exit)."""
+        """The s3transfer manager on ``client``: multipart, concurrent parts, bounded memory.
+
+        At interpreter exit thread pools refuse new work, so uploads then run
+        their parts on the calling thread.
+        """
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
-        if self._exiting:  # thread pools refuse new work once the interpreter is exiting
-            return create_transfer_manager(client, TransferConfig(use_threads=False))
+        threaded = not self._exiting
         with self._lock:
-            if id(client) not in self._transfers:
-                tc = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=10)
-                self._transfers[id(client)] = create_transfer_manager(client, tc)
-            return self._transfers[id(client)]
+            key = (id(client), threaded)
+            if key not in self._transfers:
+                tc = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=10, use_threads=threaded)
+                self._transfers[key] = create_transfer_manager(client, tc)
+            return self._transfers[key]
 
     # -- state -------------------------------------------------------------
 
@@ -229,7 +233,7 @@ class Store:
                 f"A serializer must write to exactly that path."
             )
         try:
-            fut = self._enqueue(res, tmp, link=True, wait=wait)
+            fut = self._enqueue(res, tmp, wait=wait)
             os.replace(tmp, res.path)
         finally:
             _remove(tmp)
@@ -266,9 +270,9 @@ class Store:
         res = self.resolve(filepath, bucket_name, namekey)
         if not os.path.isfile(res.path):
             raise ObjectNotFoundError(f"Cannot upload {res.path}: no such file.")
-        return self._finish(self._enqueue(res, res.path, link=False, wait=wait), wait)
+        return self._finish(self._enqueue(res, res.path, wait=wait), wait)
 
-    def _enqueue(self, res: paths.Resolution, source: str, link: bool, wait: bool) -> UploadFuture:
+    def _enqueue(self, res: paths.Resolution, source: str, wait: bool) -> UploadFuture:
         """Snapshot ``source`` into the spool, journal it and queue its upload."""
         _, queue = self._state()
         client = self.client()
@@ -284,7 +288,7 @@ class Store:
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
         )
-        make_snapshot(source, Path(entry.spool), link)
+        make_snapshot(source, Path(entry.spool))
         try:
             return queue.submit(entry, report=not wait)
         except BaseException:

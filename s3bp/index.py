@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
 CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
+CREATE INDEX IF NOT EXISTS journal_object ON journal (bucket, key);
 """
 
 
@@ -202,6 +203,14 @@ class StateDB:
             rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal ORDER BY seq")
         else:
             rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE owner = ? ORDER BY seq", (owner,))
+        return [JournalEntry(*r) for r in rows]
+
+    def older_entries(self, entry: JournalEntry) -> list[JournalEntry]:
+        """Entries of the same owner and object as ``entry``, saved before it."""
+        rows = self._query(
+            f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE bucket = ? AND key = ? AND endpoint = ? AND owner = ? AND seq < ?",
+            (entry.bucket, entry.key, entry.endpoint, entry.owner, entry.seq),
+        )
         return [JournalEntry(*r) for r in rows]
 
     def owners(self) -> list[str]:

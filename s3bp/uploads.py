@@ -16,6 +16,7 @@ The queue knows nothing of S3: it calls the ``upload`` function it is given.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -84,14 +85,24 @@ class _Slot:
     queued: _Job | None = None
 
 
-def make_snapshot(src: str, dest: Path, link: bool) -> None:
-    """Make ``dest`` an immutable copy of ``src``: a hard link if ``link`` and possible, else a copy."""
-    if link:
+def make_snapshot(src: str, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` for upload, in the kernel where possible.
+
+    A copy, not a hard link: a hard link shares the inode, so rewriting the
+    file in place (``open(path, "w")``) would change the snapshot too.
+    ``copy_file_range`` clones instead of copying on filesystems that can
+    (btrfs, XFS, NFS 4.2).
+    """
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is not None:
         try:
-            os.link(src, dest)
+            with open(src, "rb") as fin, open(dest, "xb") as fout:
+                while copy_range(fin.fileno(), fout.fileno(), 1 << 30):
+                    pass
             return
         except OSError:
-            pass
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
     shutil.copyfile(src, dest)
 
 
@@ -246,6 +257,15 @@ class UploadQueue:
         except FileNotFoundError:
             pass
 
+    def _discard_older(self, entry: JournalEntry) -> None:
+        """Drop our idle (failed) entries of the same object saved before ``entry``."""
+        older = self._db.older_entries(entry)
+        if older:
+            busy = self._busy_ids()
+            for old in older:
+                if old.id not in busy:
+                    self._discard(old)
+
     # -- working -----------------------------------------------------------
 
     def _work(self) -> None:
@@ -268,6 +288,7 @@ class UploadQueue:
             error = exc
         if error is None:
             self._discard(entry)
+            self._discard_older(entry)
         else:
             self._fail(job, error)
         with self._lock:
@@ -326,9 +347,13 @@ class UploadQueue:
             return {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
 
     def _queue_idle_entries(self) -> None:
-        """Queue every journaled entry of ours that is not queued or in flight."""
+        """Queue every journaled entry of ours that is not queued or in flight, newest first.
+
+        Newest first, so that older saves of the same object are superseded
+        rather than uploaded ahead of it.
+        """
         busy = self._busy_ids()
-        for entry in self._db.entries(self._owner.token):
+        for entry in reversed(self._db.entries(self._owner.token)):
             if entry.id not in busy:
                 self._enqueue(_Job(entry))
 
