@@ -66,6 +66,32 @@ def load_object(
     return get_default_store().load_object(filepath, bucket_name, deserializer, namekey, verbose, max_age)
 
 
+def save_dataframe(
+    df: Any,
+    filepath: str | os.PathLike[str],
+    bucket_name: str | None = None,
+    format: str | None = None,
+    namekey: bool | None = None,
+    wait: bool = False,
+    **writer_kwargs: Any,
+) -> UploadFuture:
+    """Write a DataFrame in a registered format and upload it (see :meth:`Store.save_dataframe`)."""
+    return get_default_store().save_dataframe(df, filepath, bucket_name, format, namekey, wait, **writer_kwargs)
+
+
+def load_dataframe(
+    filepath: str | os.PathLike[str],
+    bucket_name: str | None = None,
+    format: str | None = None,
+    namekey: bool | None = None,
+    verbose: bool = False,
+    max_age: float | None = None,
+    **reader_kwargs: Any,
+) -> Any:
+    """Load a DataFrame from the local file if current, else from S3 (see :meth:`Store.load_dataframe`)."""
+    return get_default_store().load_dataframe(filepath, bucket_name, format, namekey, verbose, max_age, **reader_kwargs)
+
+
 def upload_file(
     filepath: str | os.PathLike[str],
     bucket_name: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import threading
@@ -33,7 +34,7 @@ from .errors import (
 )
 from .freshness import LocalStat, Plan, Step, SyncRecord, plan_load
 from .index import JournalEntry, StateDB
-from .serializers import Deserializer, Serializer, get_format
+from .serializers import Deserializer, Serializer, frame_format, get_format
 from .uploads import Owner, PendingUpload, UploadFuture, UploadQueue, make_snapshot
 
 logger = logging.getLogger("s3bp")
@@ -376,6 +377,75 @@ class Store:
                 f"Could not load {path}: the deserializer raised {exc!r}. The file is left in place; "
                 f"check that it was saved in the format you are reading it with."
             ) from exc
+
+    def save_dataframe(
+        self,
+        df: Any,
+        filepath: str | os.PathLike[str],
+        bucket_name: str | None = None,
+        format: str | None = None,
+        namekey: bool | None = None,
+        wait: bool = False,
+        **writer_kwargs: Any,
+    ) -> UploadFuture:
+        """Write a DataFrame to ``filepath`` in a registered format and upload it.
+
+        Parameters
+        ----------
+        df
+            The DataFrame.
+        filepath, bucket_name, namekey, wait
+            As for :meth:`save_object`.
+        format
+            A format name (case-insensitive); default: from the file's suffix, else ``"csv"``.
+        **writer_kwargs
+            Passed to the format's writer (e.g. ``compression=``, ``sheet_name=``).
+
+        Returns
+        -------
+        UploadFuture
+
+        Raises
+        ------
+        UnknownFormatError
+            Listing the known formats.
+        MissingDependencyError
+            When the format's engine is not installed (naming the extra).
+        """
+        path = self.resolve(filepath, bucket_name, namekey).path
+        fmt = frame_format(path, writer_kwargs.pop("dformat", None) if format is None else format)
+        write = functools.partial(fmt.serializer, **writer_kwargs) if writer_kwargs else fmt.serializer
+        return self.save_object(df, filepath, bucket_name, write, namekey, wait)
+
+    def load_dataframe(
+        self,
+        filepath: str | os.PathLike[str],
+        bucket_name: str | None = None,
+        format: str | None = None,
+        namekey: bool | None = None,
+        verbose: bool = False,
+        max_age: float | None = None,
+        **reader_kwargs: Any,
+    ) -> Any:
+        """Load a DataFrame, from the local file when it is current, else from S3.
+
+        Parameters
+        ----------
+        filepath, bucket_name, namekey, verbose, max_age
+            As for :meth:`load_object`.
+        format
+            A format name (case-insensitive); default: from the file's suffix, else ``"csv"``.
+        **reader_kwargs
+            Passed to the format's reader (e.g. ``columns=``, ``sheet_name=``).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        path = self.resolve(filepath, bucket_name, namekey).path
+        fmt = frame_format(path, reader_kwargs.pop("dformat", None) if format is None else format)
+        read = functools.partial(fmt.deserializer, **reader_kwargs) if reader_kwargs else fmt.deserializer
+        return self.load_object(filepath, bucket_name, read, namekey, verbose, max_age)
 
     def download_file(
         self,

@@ -21,6 +21,7 @@ __all__ = [
     "DownloadError",
     "SerializationError",
     "UnknownFormatError",
+    "MissingDependencyError",
     "ConfigError",
 ]
 
@@ -88,6 +89,10 @@ class SerializationError(S3bpError):
 
 class UnknownFormatError(S3bpError, ValueError):
     """A format name is not in the registry."""
+
+
+class MissingDependencyError(S3bpError, ImportError):
+    """A format's engine is not installed; the message names the extra to install."""
 
 
 class ConfigError(S3bpError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import frames
 from .errors import UnknownFormatError
 
 Serializer = Callable[..., None]
@@ -114,6 +115,13 @@ def format_for_suffix(filepath: str, frames_only: bool = False) -> Format | None
     return None
 
 
+def frame_format(filepath: str, format: str | None = None) -> Format:
+    """The format for a DataFrame file: ``format`` if given, else by suffix, else csv."""
+    if format is not None:
+        return get_format(format)
+    return format_for_suffix(filepath, frames_only=True) or get_format("csv")
+
+
 def _pickle_dump(obj: Any, filepath: str) -> None:
     """Pickle ``obj`` with the highest protocol."""
     with open(filepath, "wb") as fh:
@@ -138,5 +146,15 @@ def _json_load(filepath: str, **kwargs: Any) -> Any:
         return json.load(fh, **kwargs)
 
 
-register_format("pickle", _pickle_dump, _pickle_load, (".pkl", ".pickle"))
+register_format("pickle", _pickle_dump, _pickle_load, (".pkl", ".pickle"), frames=True)
 register_format("json", _json_dump, _json_load, (".json",))
+register_format(
+    "csv",
+    frames.csv_write,
+    frames.csv_read,
+    (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".csv.zst"),
+    frames=True,
+)
+register_format("excel", frames.excel_write, frames.excel_read, (".xlsx", ".xls", ".xlsm"), frames=True)
+register_format("feather", frames.feather_write, frames.feather_read, (".feather", ".ftr"), frames=True)
+register_format("parquet", frames.parquet_write, frames.parquet_read, (".parquet", ".pq"), frames=True)

@@ -1,0 +1,141 @@
+"""DataFrame serializers: csv, excel, feather and parquet.
+
+pandas, pyarrow and openpyxl are imported inside the functions, so that
+``import s3bp`` stays cheap and a missing engine is reported only when its
+format is used, with the extra that installs it.
+
+Arrow formats (parquet, feather) keep the index, its names and every dtype
+through pyarrow's pandas metadata; column labels of mixed types (``"a"`` and
+``7``), which Arrow would turn into strings, are kept in our own metadata key.
+CSV and Excel keep values, column names and a single-level index with its
+name; see the README for what they cannot carry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+from .errors import MissingDependencyError
+
+_LABELS_KEY = b"s3bp.column_labels"
+_LABEL_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def need(module: str, extra: str, fmt: str) -> Any:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The {fmt!r} format needs the {module.split('.')[0]!r} package: pip install 's3bp[{extra}]'"
+        ) from exc
+
+
+def _encode_labels(columns: Any) -> bytes | None:
+    """JSON for column labels of mixed scalar types, or None when Arrow keeps them as they are."""
+    kinds = {type(c) for c in columns}
+    if len(kinds) <= 1 or not kinds <= set(_LABEL_TYPES.values()):
+        return None
+    names = {v: k for k, v in _LABEL_TYPES.items()}
+    return json.dumps({str(c): [names[type(c)], c] for c in columns}).encode()
+
+
+def _decode_labels(raw: bytes, fields: Any) -> list[Any]:
+    """The original labels of columns named ``fields``, as stored by :func:`_encode_labels`."""
+    labels = json.loads(raw)
+    return [_LABEL_TYPES[labels[f][0]](labels[f][1]) if f in labels else f for f in fields]
+
+
+def _to_table(df: Any, fmt: str) -> Any:
+    """An Arrow table of ``df``, keeping its index (as columns) and mixed column labels."""
+    pa = need("pyarrow", "pandas", fmt)
+    labels = _encode_labels(df.columns) if not hasattr(df.columns, "levels") else None
+    if labels is not None:
+        df = df.set_axis([str(c) for c in df.columns], axis=1)
+    table = pa.Table.from_pandas(df, preserve_index=None)
+    if labels is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _LABELS_KEY: labels})
+    return table
+
+
+def _from_table(table: Any) -> Any:
+    """The DataFrame of an Arrow table written by :func:`_to_table`."""
+    meta = table.schema.metadata or {}
+    df = table.to_pandas(split_blocks=True, self_destruct=True)
+    if _LABELS_KEY in meta:
+        df.columns = _decode_labels(meta[_LABELS_KEY], df.columns)
+    return df
+
+
+def parquet_write(df: Any, filepath: str, **kwargs: Any) -> None:
+    """Write ``df`` as Parquet (pyarrow); ``kwargs`` go to ``pyarrow.parquet.write_table``."""
+    pq = need("pyarrow.parquet", "pandas", "parquet")
+    pq.write_table(_to_table(df, "parquet"), filepath, **kwargs)
+
+
+def parquet_read(filepath: str, **kwargs: Any) -> Any:
+    """Read a Parquet file; ``kwargs`` (e.g. ``columns=``) go to ``pyarrow.parquet.read_table``."""
+    pq = need("pyarrow.parquet", "pandas", "parquet")
+    return _from_table(pq.read_table(filepath, **kwargs))
+
+
+def feather_write(df: Any, filepath: str, **kwargs: Any) -> None:
+    """Write ``df`` as Feather v2 (the engine behind the feather-format package), index kept as columns."""
+    feather = need("pyarrow.feather", "pandas", "feather")
+    feather.write_feather(_to_table(df, "feather"), filepath, **kwargs)
+
+
+def feather_read(filepath: str, **kwargs: Any) -> Any:
+    """Read a Feather file, restoring its index; ``kwargs`` (e.g. ``columns=``) go to ``pyarrow.feather.read_table``."""
+    feather = need("pyarrow.feather", "pandas", "feather")
+    return _from_table(feather.read_table(filepath, **kwargs))
+
+
+def csv_write(df: Any, filepath: str, **kwargs: Any) -> None:
+    """Write ``df`` as CSV with its index; ``kwargs`` go to ``DataFrame.to_csv``."""
+    need("pandas", "pandas", "csv")
+    df.to_csv(filepath, **kwargs)
+
+
+def csv_read(filepath: str, **kwargs: Any) -> Any:
+    """Read a CSV written by :func:`csv_write`: the first column is the index unless ``index_col`` says otherwise."""
+    pd = need("pandas", "pandas", "csv")
+    kwargs.setdefault("index_col", 0)
+    return pd.read_csv(filepath, **kwargs)
+
+
+def excel_write(df: Any, filepath: str, **kwargs: Any) -> None:
+    """Write ``df`` as an .xlsx workbook (openpyxl) with its index.
+
+    Excel has no time zones: zoned datetimes are written as UTC wall times.
+    """
+    need("openpyxl", "excel", "excel")
+    df = _drop_time_zones(df)
+    kwargs.setdefault("engine", "openpyxl")
+    df.to_excel(filepath, **kwargs)
+
+
+def excel_read(filepath: str, **kwargs: Any) -> Any:
+    """Read a workbook written by :func:`excel_write`: the first column is the index unless ``index_col`` says otherwise."""
+    pd = need("pandas", "pandas", "excel")
+    need("openpyxl", "excel", "excel")
+    kwargs.setdefault("index_col", 0)
+    kwargs.setdefault("engine", "openpyxl")
+    return pd.read_excel(filepath, **kwargs)
+
+
+def _drop_time_zones(df: Any) -> Any:
+    """A copy of ``df`` whose zoned datetime columns and index are naive UTC (only if there are any)."""
+    pd = need("pandas", "pandas", "excel")
+    zoned = [c for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype)]
+    index_zoned = isinstance(df.index.dtype, pd.DatetimeTZDtype)
+    if not zoned and not index_zoned:
+        return df
+    df = df.copy()
+    for c in zoned:
+        df[c] = df[c].dt.tz_convert("UTC").dt.tz_localize(None)
+    if index_zoned:
+        df.index = df.index.tz_convert("UTC").tz_localize(None)
+    return df
