@@ -40,7 +40,7 @@ from .uploads import Owner, PendingUpload, UploadFuture, UploadQueue, make_snaps
 logger = logging.getLogger("s3bp")
 
 #: Objects at least this large go through s3transfer (multipart, concurrent parts).
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
 
@@ -303,8 +303,8 @@ class Store:
             fut.result()
         return fut
 
-    def _upload_entry(self, entry: JournalEntry) -> None:
-        """Send one journal entry's snapshot to S3 and record what S3 now holds."""
+    def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
+        """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds."""
         client = self._client_for_entry(entry)
         with _s3_errors("upload", entry.bucket, entry.key):
             if entry.size < MULTIPART_THRESHOLD:
@@ -313,19 +313,16 @@ class Store:
             else:
                 self._transfer(client).upload(entry.spool, entry.bucket, entry.key).result()
                 etag = client.head_object(Bucket=entry.bucket, Key=entry.key)["ETag"]
-        db, _ = self._state()
-        db.put_upload_record(
-            SyncRecord(
-                path=entry.path,
-                endpoint=entry.endpoint,
-                bucket=entry.bucket,
-                key=entry.key,
-                etag=etag,
-                size=entry.size,
-                mtime_ns=entry.mtime_ns,
-                verified_at=time.time(),
-                saved_ns=entry.seq,
-            )
+        return SyncRecord(
+            path=entry.path,
+            endpoint=entry.endpoint,
+            bucket=entry.bucket,
+            key=entry.key,
+            etag=etag,
+            size=entry.size,
+            mtime_ns=entry.mtime_ns,
+            verified_at=time.time(),
+            saved_ns=entry.seq,
         )
 
     # -- loading -----------------------------------------------------------

@@ -13,8 +13,10 @@ thread and process that uses the same state directory.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,49 +101,63 @@ class StateDB:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        with self._lock, self._conn:
-            self._conn.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (SQLite connections are not shared between threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a commit survives the process being killed; only power loss can undo the last ones.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        """Close every thread's connection."""
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection, taken at once (BEGIN IMMEDIATE)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _write(self, sql: str, params: tuple = ()) -> int:
         """Run one statement in its own transaction; return the rows changed."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._conn.execute(sql, params)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            return cur.rowcount
+        with self._transaction() as conn:
+            return conn.execute(sql, params).rowcount
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Run a read-only query."""
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        return self._conn().execute(sql, params).fetchall()
 
     # -- sync records -----------------------------------------------------
-
-    def record(self, path: str) -> SyncRecord | None:
-        """The sync record of a local path, or None."""
-        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,))
-        return SyncRecord(*rows[0]) if rows else None
 
     def put_record(self, rec: SyncRecord) -> None:
         """Insert or replace the record of ``rec.path``."""
         marks = ", ".join("?" * len(SyncRecord.__dataclass_fields__))
         self._write(f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", tuple(rec.__dict__.values()))
 
-    def put_upload_record(self, rec: SyncRecord) -> bool:
-        """Record an upload unless a later save of the same object is already recorded.
+    def complete_upload(self, rec: SyncRecord, entry_id: str) -> bool:
+        """In one transaction: drop a journal entry and record its upload, unless a later save is recorded.
 
         Returns
         -------
@@ -149,22 +165,15 @@ class StateDB:
             False when a newer upload of the object was recorded first.
         """
         marks = ", ".join("?" * len(SyncRecord.__dataclass_fields__))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                newest = self._conn.execute(
-                    "SELECT max(saved_ns) FROM records WHERE bucket = ? AND key = ? AND endpoint = ?",
-                    (rec.bucket, rec.key, rec.endpoint),
-                ).fetchone()[0]
-                fresh = newest is None or newest <= rec.saved_ns
-                if fresh:
-                    self._conn.execute(
-                        f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", tuple(rec.__dict__.values())
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM journal WHERE id = ?", (entry_id,))
+            newest = conn.execute(
+                "SELECT max(saved_ns) FROM records WHERE bucket = ? AND key = ? AND endpoint = ?",
+                (rec.bucket, rec.key, rec.endpoint),
+            ).fetchone()[0]
+            fresh = newest is None or newest <= rec.saved_ns
+            if fresh:
+                conn.execute(f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", tuple(rec.__dict__.values()))
         return fresh
 
     def newest_upload(self, endpoint: str, bucket: str, key: str) -> int:
@@ -177,10 +186,6 @@ class StateDB:
     def touch(self, path: str, verified_at: float) -> None:
         """Note that the record of ``path`` was confirmed current at ``verified_at``."""
         self._write("UPDATE records SET verified_at = ? WHERE path = ?", (verified_at, path))
-
-    def forget(self, path: str) -> None:
-        """Drop the record of ``path``."""
-        self._write("DELETE FROM records WHERE path = ?", (path,))
 
     # -- upload journal ---------------------------------------------------
 
@@ -205,11 +210,11 @@ class StateDB:
             rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE owner = ? ORDER BY seq", (owner,))
         return [JournalEntry(*r) for r in rows]
 
-    def older_entries(self, entry: JournalEntry) -> list[JournalEntry]:
-        """Entries of the same owner and object as ``entry``, saved before it."""
+    def siblings(self, entry: JournalEntry) -> list[JournalEntry]:
+        """The other entries of the same owner and object as ``entry``, oldest first."""
         rows = self._query(
-            f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE bucket = ? AND key = ? AND endpoint = ? AND owner = ? AND seq < ?",
-            (entry.bucket, entry.key, entry.endpoint, entry.owner, entry.seq),
+            f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE bucket = ? AND key = ? AND endpoint = ? AND owner = ? AND id != ? ORDER BY seq",
+            (entry.bucket, entry.key, entry.endpoint, entry.owner, entry.id),
         )
         return [JournalEntry(*r) for r in rows]
 
@@ -221,13 +226,9 @@ class StateDB:
         """Move every entry of ``old_owner`` to ``new_owner``; return how many."""
         return self._write("UPDATE journal SET owner = ? WHERE owner = ?", (new_owner, old_owner))
 
-    def has_pending(self, path: str) -> bool:
-        """Whether a save of local ``path`` is journaled and not yet uploaded."""
-        return bool(self._query("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)))
-
     def load_state(self, path: str) -> tuple[SyncRecord | None, bool]:
-        """The record of ``path`` and whether it has a pending upload, in one read."""
-        with self._lock:
-            rows = self._conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,)).fetchall()
-            pending = self._conn.execute("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)).fetchone()
+        """The record of ``path`` and whether it has a pending upload."""
+        conn = self._conn()
+        rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,)).fetchall()
+        pending = conn.execute("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)).fetchone()
         return (SyncRecord(*rows[0]) if rows else None), pending is not None

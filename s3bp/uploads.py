@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UploadError
+from .freshness import SyncRecord
 from .index import JournalEntry, StateDB
 
 logger = logging.getLogger("s3bp")
@@ -159,7 +160,8 @@ class UploadQueue:
     owner
         This process's :class:`Owner`.
     upload
-        ``upload(entry)`` sends one entry to S3 and records it; raises on failure.
+        ``upload(entry)`` sends one entry to S3 and returns the sync record of
+        what S3 now holds; raises on failure.
     max_workers
         The number of worker threads.
     """
@@ -169,7 +171,7 @@ class UploadQueue:
         db: StateDB,
         spool_dir: Path,
         owner: Owner,
-        upload: Callable[[JournalEntry], None],
+        upload: Callable[[JournalEntry], SyncRecord],
         max_workers: int = 8,
     ):
         spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -211,6 +213,7 @@ class UploadQueue:
     def submit(self, entry: JournalEntry, report: bool = True) -> UploadFuture:
         """Journal ``entry`` (its spool file must exist) and queue it for upload."""
         self._db.add_entry(entry)
+        self._discard_older(entry)  # earlier failed saves of this object are superseded now
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
         self._enqueue(_Job(entry, [fut], report))
         return fut
@@ -259,7 +262,7 @@ class UploadQueue:
 
     def _discard_older(self, entry: JournalEntry) -> None:
         """Drop our idle (failed) entries of the same object saved before ``entry``."""
-        older = self._db.older_entries(entry)
+        older = [e for e in self._db.siblings(entry) if e.seq < entry.seq]
         if older:
             busy = self._busy_ids()
             for old in older:
@@ -283,12 +286,14 @@ class UploadQueue:
         try:
             # A recorded upload at least as new means this save is already superseded (or done).
             if self._db.newest_upload(*entry.object_id) < entry.seq:
-                self._upload(entry)
+                self._db.complete_upload(self._upload(entry), entry.id)
         except BaseException as exc:  # noqa: B036 - recorded and re-raised to waiters
             error = exc
         if error is None:
             self._discard(entry)
             self._discard_older(entry)
+        elif any(e.seq > entry.seq for e in self._db.siblings(entry)):
+            self._discard(entry)  # a newer save of the object is journaled: it answers for this one
         else:
             self._fail(job, error)
         with self._lock:
@@ -353,8 +358,14 @@ class UploadQueue:
         rather than uploaded ahead of it.
         """
         busy = self._busy_ids()
+        seen: set[tuple[str, str, str]] = set()
         for entry in reversed(self._db.entries(self._owner.token)):
-            if entry.id not in busy:
+            if entry.id in busy:
+                seen.add(entry.object_id)
+            elif entry.object_id in seen:
+                self._discard(entry)
+            else:
+                seen.add(entry.object_id)
                 self._enqueue(_Job(entry))
 
     def _adopt(self) -> int:

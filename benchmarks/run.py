@@ -1,0 +1,425 @@
+"""s3bp against the raw boto3 floor, side by side on one local S3 server.
+
+    python benchmarks/run.py                # every workload, moto under waitress
+    python benchmarks/run.py --only W1,W3   # some of them
+    python benchmarks/run.py --quick        # smaller sizes, for a smoke run
+    python benchmarks/run.py --endpoint-url http://127.0.0.1:9000   # e.g. MinIO (credentials from the environment)
+
+Each workload runs s3bp and the floor in the same run, alternating, and the
+table gives medians (p95 where it matters), request counts, peak RSS and the
+ratio s3bp / floor. Nothing here talks to anything but 127.0.0.1 (or the
+endpoint given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import pickle
+import platform
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+ROWS: list[tuple[str, str, str, str, str, str]] = []
+
+
+def add(workload: str, metric: str, ours: float | str, floor: float | str | None, unit: str = "", note: str = "") -> None:
+    """One table row; the ratio is ours / floor when both are numbers."""
+    ratio = f"{ours / floor:.2f}x" if isinstance(ours, (int, float)) and isinstance(floor, (int, float)) and floor else ""
+    fmt = lambda v: "" if v is None else (f"{v:.3g}{unit}" if isinstance(v, float) else f"{v}{unit}")  # noqa: E731
+    ROWS.append((workload, metric, fmt(ours), fmt(floor), ratio, note))
+    print(f"  {workload} {metric}: s3bp {fmt(ours)}  floor {fmt(floor)}  {ratio}  {note}", flush=True)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def p(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+class Bench:
+    """The shared set-up: an endpoint, a bucket, temp dirs, a raw client."""
+
+    def __init__(self, endpoint: str, root: Path):
+        import boto3
+
+        self.endpoint, self.root = endpoint, root
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        self.raw = boto3.client("s3", endpoint_url=endpoint)
+        self.bucket = f"s3bp-bench-{uuid.uuid4().hex[:10]}"
+        self.raw.create_bucket(Bucket=self.bucket)
+
+    def store(self, name: str, **settings):
+        """A fresh s3bp store with its own config and state dir."""
+        import s3bp
+
+        d = self.root / name
+        store = s3bp.Store(config=d / "config.yml", state_dir=d / "state")
+        if settings:
+            store.config.update(lambda cfg: cfg.update(settings))
+        return store
+
+
+def count_requests(client) -> list[str]:
+    """A list that fills with the HTTP method of every request ``client`` sends."""
+    sent: list[str] = []
+    client.meta.events.register("before-send.s3", lambda request, **kw: sent.append(request.method))
+    return sent
+
+
+# -- W1 warm load -----------------------------------------------------------
+
+
+def w1(b: Bench, loads: int) -> None:
+    print("W1 warm load", flush=True)
+    obj = {f"name-{i}": i for i in range(700)}  # ~10 KB pickled
+    store = b.store("w1")
+    path = b.root / "w1-data" / "warm.pkl"
+    store.save_object(obj, path, b.bucket, wait=True)
+    sent = count_requests(store.client())
+    import boto3
+
+    floor = boto3.client("s3", endpoint_url=b.endpoint)
+    floor.head_object(Bucket=b.bucket, Key="warm.pkl")  # connect first, as s3bp already has
+    ours, base = [], []
+    for _ in range(loads):
+        t = time.perf_counter()
+        store.load_object(path, b.bucket)
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        floor.head_object(Bucket=b.bucket, Key="warm.pkl")
+        with open(path, "rb") as fh:
+            pickle.load(fh)
+        base.append(time.perf_counter() - t)
+    add("W1", "requests per warm load", len(sent) / loads, 1.0)
+    add("W1", "median ms", ms(median(ours)), ms(median(base)), " ms")
+    add("W1", "p95 ms", ms(p(ours, 0.95)), ms(p(base, 0.95)), " ms")
+    sent.clear()
+    trusted = []
+    for _ in range(loads):
+        t = time.perf_counter()
+        store.load_object(path, b.bucket, max_age=3600)
+        trusted.append(time.perf_counter() - t)
+    add("W1", "max_age=3600: requests per load", len(sent) / loads, None, note="trust window")
+    add("W1", "max_age=3600: median ms", ms(median(trusted)), ms(median(base)), " ms", "floor: HEAD + unpickle")
+    store.close()
+
+
+# -- W2 cold load -------------------------------------------------------------
+
+
+def _child(kind: str, endpoint: str, bucket: str, key: str, out: str) -> None:
+    """One cold load in a fresh process; prints seconds and peak RSS."""
+    state = tempfile.mkdtemp()
+    os.environ.update(S3BP_CONFIG=f"{state}/config.yml", S3BP_STATE_DIR=f"{state}/state", AWS_ENDPOINT_URL=endpoint)
+    if kind.startswith("s3bp"):
+        import s3bp
+
+        s3bp.get_default_store().client()  # create the client before timing, as the floor does
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    if kind.endswith("parquet"):
+        import pandas as pd
+        import pyarrow  # noqa: F401
+    t = time.perf_counter()
+    if kind == "s3bp-bin":
+        s3bp.download_file(out, bucket)
+    elif kind == "floor-bin":
+        client.download_file(bucket, key, out)
+    elif kind == "s3bp-parquet":
+        df = s3bp.load_dataframe(out, bucket)
+    elif kind == "floor-parquet":
+        client.download_file(bucket, key, out)
+        df = pd.read_parquet(out)
+    seconds = time.perf_counter() - t
+    if kind.endswith("parquet"):
+        assert len(df) > 0
+    print(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def _cold(b: Bench, kind: str, key: str) -> dict:
+    out = b.root / f"cold-{uuid.uuid4().hex[:6]}" / key
+    out.parent.mkdir(parents=True)
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", kind, b.endpoint, b.bucket, key, str(out)], capture_output=True, text=True
+    )
+    if res.returncode:
+        raise RuntimeError(res.stderr)
+    shutil.rmtree(out.parent)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def make_frame(rows: int):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "i": rng.integers(0, 1_000_000, rows),
+            "f": rng.random(rows),
+            "s": pd.Series(rng.integers(0, 100_000, rows)).map("item-{:06d}".format),
+            "t": pd.date_range("2020-01-01", periods=rows, freq="s", tz="UTC"),
+            "c": pd.Categorical(rng.choice(["red", "green", "blue"], rows)),
+        }
+    )
+
+
+def w2(b: Bench, mib: int, rows: int, reps: int) -> None:
+    print("W2 cold load", flush=True)
+    blob = b.root / "blob.bin"
+    with open(blob, "wb") as fh:
+        for _ in range(mib):
+            fh.write(os.urandom(1 << 20))
+    b.raw.upload_file(str(blob), b.bucket, "blob.bin")
+    blob.unlink()
+    import s3bp.frames
+
+    frame_file = b.root / "frame.parquet"
+    s3bp.frames.parquet_write(make_frame(rows), str(frame_file))
+    b.raw.upload_file(str(frame_file), b.bucket, "frame.parquet")
+    frame_file.unlink()
+    for what, key in ((f"{mib} MiB binary", "blob.bin"), (f"{rows:,}-row parquet frame", "frame.parquet")):
+        suffix = "bin" if key.endswith("bin") else "parquet"
+        ours, base = [], []
+        for _ in range(reps):
+            ours.append(_cold(b, f"s3bp-{suffix}", key))
+            base.append(_cold(b, f"floor-{suffix}", key))
+        add("W2", f"{what}: median s", median([r["seconds"] for r in ours]), median([r["seconds"] for r in base]), " s")
+        add("W2", f"{what}: peak RSS", median([r["maxrss_mb"] for r in ours]), median([r["maxrss_mb"] for r in base]), " MB")
+
+
+# -- W3 save-and-forget ---------------------------------------------------------
+
+
+def _saves(b: Bench, store, count: int, folder: Path, obj_of) -> tuple[float, list[float]]:
+    """``count`` background saves and a flush: total seconds and per-call latencies."""
+    latencies = []
+    t0 = time.perf_counter()
+    for i in range(count):
+        t = time.perf_counter()
+        store.save_object(obj_of(i), folder / f"o{i}.pkl", b.bucket)
+        latencies.append(time.perf_counter() - t)
+    store.flush()
+    return time.perf_counter() - t0, latencies
+
+
+def w3(b: Bench, count: int, workers: int = 8) -> None:
+    print("W3 save-and-forget", flush=True)
+    import boto3
+
+    payload = os.urandom(10_000)
+    obj_of = lambda i: (i, payload)  # noqa: E731
+    floor = boto3.client("s3", endpoint_url=b.endpoint, config=__import__("botocore.config").config.Config(max_pool_connections=workers + 2))
+    floor.head_bucket(Bucket=b.bucket)
+
+    def put(i: int, prefix: str) -> None:
+        floor.put_object(Bucket=b.bucket, Key=f"{prefix}/o{i}.pkl", Body=pickle.dumps(obj_of(i), pickle.HIGHEST_PROTOCOL))
+
+    ours, threaded, sequential, latencies = [], [], [], []
+    for rep in range(3):
+        store = b.store(f"w3-{rep}", max_workers=workers)
+        store.client().head_bucket(Bucket=b.bucket)  # connect and import before timing
+        total, lat = _saves(b, store, count, b.root / f"w3-data-{rep}", obj_of)
+        store.close()
+        ours.append(total)
+        latencies += lat
+        t = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(put, range(count), [f"floor{rep}"] * count))
+        threaded.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for i in range(count):
+            put(i, f"seq{rep}")
+        sequential.append(time.perf_counter() - t)
+    tput = lambda s: count / s  # noqa: E731
+    add("W3", f"{count} saves + flush: objects/s", tput(median(ours)), tput(median(threaded)), note=f"floor: put_object on {workers} threads")
+    add("W3", "  vs sequential put_object: objects/s", tput(median(ours)), tput(median(sequential)))
+    ser = []
+    scratch = b.root / "ser.pkl"
+    for i in range(200):
+        t = time.perf_counter()
+        with open(scratch, "wb") as fh:
+            pickle.dump(obj_of(i), fh, pickle.HIGHEST_PROTOCOL)
+        ser.append(time.perf_counter() - t)
+    add("W3", "caller latency per save, median", ms(median(latencies)), ms(median(ser)), " ms", "floor: the serializer alone")
+    add("W3", "caller latency per save, p99", ms(p(latencies, 0.99)), ms(p(ser, 0.99)), " ms")
+
+
+# -- W4 import ------------------------------------------------------------------
+
+
+def w4(b: Bench, reps: int = 10) -> None:
+    print("W4 import", flush=True)
+
+    def timed(code: str) -> float:
+        runs = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            runs.append(time.perf_counter() - t)
+        return median(runs)
+
+    bare, ours, boto = timed("pass"), timed("import s3bp"), timed("import boto3")
+    add("W4", "python -c 'import s3bp' (ms)", ms(ours), ms(boto), " ms", "floor: import boto3")
+    add("W4", "  over the bare interpreter", ms(ours - bare), None, " ms", f"bare interpreter {ms(bare):.0f} ms")
+    cli = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "s3bp", "config"], check=True, capture_output=True)
+        cli.append(time.perf_counter() - t)
+    add("W4", "s3bp config (ms)", ms(median(cli)), ms(bare), " ms", "floor: bare interpreter")
+
+
+# -- W5 load after save -----------------------------------------------------------
+
+
+def w5(b: Bench, reps: int = 50) -> None:
+    print("W5 load after save", flush=True)
+    store = b.store("w5")
+    sent = count_requests(store.client())
+    obj = {f"k{i}": i for i in range(700)}
+    loads_waited, loads_pending, bodies = [], [], 0
+    for i in range(reps):
+        path = b.root / "w5-data" / f"x{i}.pkl"
+        store.save_object(obj, path, b.bucket)
+        sent.clear()
+        t = time.perf_counter()
+        store.load_object(path, b.bucket)
+        loads_pending.append(time.perf_counter() - t)
+        bodies += sent.count("GET")
+        store.flush()
+        sent.clear()
+        t = time.perf_counter()
+        store.load_object(path, b.bucket)
+        loads_waited.append(time.perf_counter() - t)
+        assert sent == ["GET"], sent
+    add("W5", "requests: load while the upload is pending", 0.0 if not bodies else bodies / reps, None)
+    add("W5", "load after a background save, median ms", ms(median(loads_pending)), None, " ms")
+    add("W5", "load after the upload finished, median ms", ms(median(loads_waited)), None, " ms", "1 GET answered 304: no body")
+    store.close()
+
+
+# -- W6 scaling ---------------------------------------------------------------------
+
+
+def w6(b: Bench, sizes: list[int], loads: int = 300) -> None:
+    print("W6 scaling", flush=True)
+    per_save, per_load = {}, {}
+    for n in sizes:
+        base = b.root / f"w6-{n}"
+        mappings = {str(base / f"mapped{j}"): b.bucket for j in range(100)}
+        store = b.store(f"w6-{n}", base_dir_to_bucket_map=mappings)
+        store.client().head_bucket(Bucket=b.bucket)
+        folder = base / "mapped7"
+        total, _ = _saves(b, store, n, folder, lambda i: {"i": i, "pad": "x" * 9000})
+        per_save[n] = total / n
+        rng = random.Random(n)
+        times = []
+        for _ in range(loads):
+            i = rng.randrange(n)
+            t = time.perf_counter()
+            store.load_object(folder / f"o{i}.pkl")
+            times.append(time.perf_counter() - t)
+        per_load[n] = median(times)
+        store.close()
+        add("W6", f"{n:>6} objects, 100 mappings: per save (ms)", ms(per_save[n]), None, " ms")
+        add("W6", f"{n:>6} objects, 100 mappings: per warm load (ms)", ms(per_load[n]), None, " ms")
+    lo, hi = sizes[0], sizes[-1]
+    add("W6", f"per save at {hi} / at {lo}", per_save[hi] / per_save[lo], None, "x")
+    add("W6", f"per warm load at {hi} / at {lo}", per_load[hi] / per_load[lo], None, "x")
+
+
+# -- main -----------------------------------------------------------------------------
+
+
+def table() -> str:
+    head = "| workload | metric | s3bp | floor | s3bp / floor | note |\n|---|---|---|---|---|---|\n"
+    return head + "\n".join("| " + " | ".join(r) + " |" for r in ROWS)
+
+
+def machine() -> str:
+    import boto3
+    import botocore
+
+    return (
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, boto3 {boto3.__version__}, "
+        f"botocore {botocore.__version__}, {platform.system()} {platform.machine()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--endpoint-url", help="use this S3 server instead of starting moto under waitress")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6", help="comma-separated workloads")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(*args.child)
+        return 0
+    only = {w.strip().upper() for w in args.only.split(",")}
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    root = Path(tempfile.mkdtemp(prefix="s3bp-bench-"))
+    os.environ.update(HOME=str(root / "home"), S3BP_CONFIG=str(root / "config.yml"), S3BP_STATE_DIR=str(root / "state"))
+    started = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack:
+            endpoint = args.endpoint_url
+            if endpoint is None:
+                from server import Server
+
+                endpoint = stack.enter_context(Server())
+            b = Bench(endpoint, root)
+            q = args.quick
+            if "W1" in only:
+                w1(b, 100 if q else 300)
+            if "W2" in only:
+                w2(b, 32 if q else 256, 200_000 if q else 2_000_000, 1 if q else 3)
+            if "W3" in only:
+                w3(b, 100 if q else 500)
+            if "W4" in only:
+                w4(b, 3 if q else 10)
+            if "W5" in only:
+                w5(b, 10 if q else 50)
+            if "W6" in only:
+                w6(b, [10, 100, 1000] if q else [10, 100, 1000, 10000])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    server = args.endpoint_url or "moto under waitress"
+    text = f"{time.strftime('%Y-%m-%d')}, {machine()}, endpoint: {server}\n\n{table()}\n"
+    print("\n" + text)
+    print(f"(ran in {time.perf_counter() - started:.0f} s)")
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
