@@ -19,15 +19,31 @@ from .api import (
     unset_default_bucket,
     upload_file,
 )
-from .core import Store
 from .errors import (
     NoBucketError,
     ObjectNotFoundError,
     S3bpError,
     UploadError,
 )
-from .serializers import formats, register_format
-from .uploads import PendingUpload, UploadFuture
+
+_LAZY = {
+    "Store": "core",
+    "PendingUpload": "uploads",
+    "UploadFuture": "uploads",
+    "formats": "serializers",
+    "register_format": "serializers",
+}
+
+
+def __getattr__(name: str):
+    """Import the store, the queue and the format registry on first use (``import s3bp`` stays cheap)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 's3bp' has no attribute {name!r}")
 
 __version__ = "0.2.0"
 

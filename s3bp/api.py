@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .core import Store
-from .serializers import Deserializer, Serializer
-from .uploads import PendingUpload, UploadFuture
+if TYPE_CHECKING:  # the store and its dependencies are imported on first use, keeping `import s3bp` cheap
+    from .core import Store
+    from .serializers import Deserializer, Serializer
+    from .uploads import PendingUpload, UploadFuture
 
 _default: Store | None = None
 _default_lock = threading.Lock()
@@ -20,6 +21,8 @@ def get_default_store() -> Store:
     if _default is None:
         with _default_lock:
             if _default is None:
+                from .core import Store
+
                 _default = Store()
     return _default
 

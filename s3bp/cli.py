@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -91,6 +90,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("s3bp demo needs the embedded S3 server: pip install 's3bp[demo]'", file=sys.stderr)
         return 1
     import logging
+    import tempfile
 
     from .core import Store
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths
@@ -33,14 +33,18 @@ from .errors import (
     describe_client_error,
 )
 from .freshness import LocalStat, Plan, Step, SyncRecord, plan_load
-from .index import JournalEntry, StateDB
 from .serializers import Deserializer, Serializer, frame_format, get_format
-from .uploads import Owner, PendingUpload, UploadFuture, UploadQueue, make_snapshot
+
+if TYPE_CHECKING:
+    from .index import JournalEntry, StateDB
+    from .uploads import PendingUpload, UploadFuture, UploadQueue
 
 logger = logging.getLogger("s3bp")
 
 #: Objects at least this large go through s3transfer (multipart, concurrent parts).
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
+#: A load's first GET asks for this many bytes: small objects arrive in that one request.
+PROBE_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
 
 
@@ -166,6 +170,9 @@ class Store:
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
+                    from .index import StateDB
+                    from .uploads import Owner, UploadQueue
+
                     self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
                     db = StateDB(self.state_dir / "state.sqlite3")
                     owner = Owner(self.state_dir / "owners")
@@ -289,6 +296,8 @@ class Store:
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
         )
+        from .uploads import make_snapshot
+
         make_snapshot(source, Path(entry.spool))
         try:
             return queue.submit(entry, report=not wait)
@@ -489,10 +498,13 @@ class Store:
         return res.path
 
     def _fetch(self, client: Any, res: paths.Resolution, plan: Plan, endpoint: str, touch: bool) -> str:
-        """One conditional GET; stream a newer body into place. Returns what happened."""
+        """One conditional GET of the object's first MiB; fetch the rest only if there is more.
+
+        Returns what happened, for ``verbose``.
+        """
         from botocore.exceptions import ClientError
 
-        kwargs: dict[str, Any] = {"Bucket": res.bucket, "Key": res.key}
+        kwargs: dict[str, Any] = {"Bucket": res.bucket, "Key": res.key, "Range": f"bytes=0-{PROBE_BYTES - 1}"}
         if plan.step is Step.IF_NONE_MATCH:
             kwargs["IfNoneMatch"] = plan.etag
         elif plan.step is Step.IF_MODIFIED_SINCE:
@@ -500,11 +512,16 @@ class Store:
         db, _ = self._state()
         try:
             with _s3_errors("download", res.bucket, res.key, passthrough=ClientError):
-                resp = client.get_object(**kwargs)
+                try:
+                    resp = client.get_object(**kwargs)
+                except ClientError as exc:
+                    if _error_code(exc) != "InvalidRange":
+                        raise
+                    del kwargs["Range"]  # an empty object has no byte 0
+                    resp = client.get_object(**kwargs)
         except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = exc.response.get("Error", {}).get("Code", "")
-            if status == 304:
+            code = _error_code(exc)
+            if code == "304":
                 if touch:
                     db.touch(res.path, time.time())
                 return "local copy is current (S3 answered 304)"
@@ -517,25 +534,33 @@ class Store:
                     f"Save it first, or check the bucket and key with `s3bp where {res.path}`."
                 ) from exc
             raise _translate(exc, "download", res.bucket, res.key) from exc
-        self._receive(client, res, resp, endpoint)
-        return f"downloaded {resp['ContentLength']} bytes"
+        size = self._receive(client, res, resp, endpoint)
+        return f"downloaded {size} bytes"
 
-    def _receive(self, client: Any, res: paths.Resolution, resp: dict[str, Any], endpoint: str) -> None:
-        """Write a GET response's body beside the target, then move it into place and record it."""
+    def _receive(self, client: Any, res: paths.Resolution, resp: dict[str, Any], endpoint: str) -> int:
+        """Write the object beside the target, move it into place and record it; return its size.
+
+        ``resp`` holds the first bytes. A small object is complete; a medium one
+        gets its rest in one more GET of the same version; a large one goes
+        through s3transfer (concurrent ranged GETs).
+        """
         self._check_file_target(res.path)
         tmp = _temp_beside(res.path)
         etag = resp["ETag"]
+        total = _object_size(resp)
         try:
             with _s3_errors("download", res.bucket, res.key):
-                if resp["ContentLength"] >= MULTIPART_THRESHOLD:
-                    # Large: concurrent ranged GETs. Should the object change meanwhile, the
-                    # record keeps the older ETag, so the next load fetches again.
+                if total >= MULTIPART_THRESHOLD:
+                    # Should the object change meanwhile, the record keeps the older
+                    # ETag, so the next load fetches again.
                     resp["Body"].close()
                     self._transfer(client).download(res.bucket, res.key, tmp).result()
                 else:
                     with open(tmp, "wb") as out:
-                        for chunk in resp["Body"].iter_chunks(_CHUNK):
-                            out.write(chunk)
+                        _copy_body(resp["Body"], out)
+                        if out.tell() < total:
+                            rest = client.get_object(Bucket=res.bucket, Key=res.key, Range=f"bytes={out.tell()}-", IfMatch=etag)
+                            _copy_body(rest["Body"], out)
             stamp = int(resp["LastModified"].timestamp())
             os.utime(tmp, (stamp, stamp))
             st = os.stat(tmp)
@@ -543,9 +568,8 @@ class Store:
         finally:
             _remove(tmp)
         db, _ = self._state()
-        db.put_record(
-            SyncRecord(res.path, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time())
-        )
+        db.put_record(SyncRecord(res.path, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time()))
+        return st.st_size
 
     @staticmethod
     def _check_file_target(path: str) -> None:
@@ -656,6 +680,25 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _error_code(exc: Any) -> str:
+    """The S3 error code of a botocore ClientError (the HTTP status for bodiless answers like 304)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _object_size(resp: dict[str, Any]) -> int:
+    """The whole object's size, from a ranged GET's Content-Range or else its Content-Length."""
+    content_range = resp.get("ContentRange")
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(resp["ContentLength"])
+
+
+def _copy_body(body: Any, out: Any) -> None:
+    """Stream a response body into an open file, a chunk at a time."""
+    for chunk in body.iter_chunks(_CHUNK):
+        out.write(chunk)
 
 
 def _identity(client: Any) -> tuple[str, str | None]:

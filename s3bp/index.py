@@ -14,13 +14,16 @@ thread and process that uses the same state directory.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .freshness import SyncRecord
+
+if TYPE_CHECKING:
+    import sqlite3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -111,6 +114,8 @@ class StateDB:
         """This thread's connection (SQLite connections are not shared between threads)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            import sqlite3
+
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL: a commit survives the process being killed; only power loss can undo the last ones.
