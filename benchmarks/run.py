@@ -129,18 +129,31 @@ def w1(b: Bench, loads: int) -> None:
 # -- W2 cold load -------------------------------------------------------------
 
 
+FLOOR_READERS = {
+    "parquet": lambda pd, path: pd.read_parquet(path),
+    "feather": lambda pd, path: pd.read_feather(path),
+    "csv": lambda pd, path: pd.read_csv(path, index_col=0),
+    "excel": lambda pd, path: pd.read_excel(path, index_col=0),
+    "pickle": lambda pd, path: pd.read_pickle(path),
+}
+
+
 def _child(kind: str, endpoint: str, bucket: str, key: str, out: str) -> None:
-    """One cold load in a fresh process; prints seconds and peak RSS."""
+    """One cold load in a fresh process; prints seconds and peak RSS.
+
+    ``kind`` is ``s3bp-bin``, ``floor-bin``, ``s3bp-frame-FORMAT`` or ``floor-frame-FORMAT``.
+    """
     state = tempfile.mkdtemp()
     os.environ.update(S3BP_CONFIG=f"{state}/config.yml", S3BP_STATE_DIR=f"{state}/state", AWS_ENDPOINT_URL=endpoint)
-    if kind.startswith("s3bp"):
+    who, what = kind.split("-", 1)
+    if who == "s3bp":
         import s3bp
 
         s3bp.get_default_store().client()  # create the client before timing, as the floor does
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint)
-    if kind.endswith("parquet"):
+    if what.startswith("frame-"):
         import pandas as pd
         import pyarrow  # noqa: F401
     t = time.perf_counter()
@@ -148,13 +161,13 @@ def _child(kind: str, endpoint: str, bucket: str, key: str, out: str) -> None:
         s3bp.download_file(out, bucket)
     elif kind == "floor-bin":
         client.download_file(bucket, key, out)
-    elif kind == "s3bp-parquet":
-        df = s3bp.load_dataframe(out, bucket)
-    elif kind == "floor-parquet":
+    elif who == "s3bp":
+        df = s3bp.load_dataframe(out, bucket, format=what[len("frame-") :])
+    else:
         client.download_file(bucket, key, out)
-        df = pd.read_parquet(out)
+        df = FLOOR_READERS[what[len("frame-") :]](pd, out)
     seconds = time.perf_counter() - t
-    if kind.endswith("parquet"):
+    if what.startswith("frame-"):
         assert len(df) > 0
     print(json.dumps({"seconds": seconds, "maxrss_mb": peak_rss_mb()}))
     shutil.rmtree(state, ignore_errors=True)
@@ -212,7 +225,7 @@ def w2(b: Bench, mib: int, rows: int, reps: int) -> None:
     b.raw.upload_file(str(frame_file), b.bucket, "frame.parquet")
     frame_file.unlink()
     for what, key in ((f"{mib} MiB binary", "blob.bin"), (f"{rows:,}-row parquet frame", "frame.parquet")):
-        suffix = "bin" if key.endswith("bin") else "parquet"
+        suffix = "bin" if key.endswith("bin") else "frame-parquet"
         ours, base = [], []
         for _ in range(reps):
             ours.append(_cold(b, f"s3bp-{suffix}", key))

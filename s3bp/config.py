@@ -172,7 +172,8 @@ class ConfigFile:
             The settings as written.
         """
         import yaml
-        from filelock import FileLock
+
+        from .locks import FileLock
 
         _make_private_dir(self.path.parent)
         with FileLock(str(self.path) + ".lock"):

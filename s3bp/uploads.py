@@ -33,6 +33,7 @@ from pathlib import Path
 from .errors import UploadError
 from .freshness import SyncRecord
 from .index import JournalEntry, StateDB
+from .locks import FileLock
 
 logger = logging.getLogger("s3bp")
 
@@ -117,12 +118,10 @@ class Owner:
     """
 
     def __init__(self, owners_dir: Path):
-        from filelock import FileLock
-
         owners_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.dir = owners_dir
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._lock = FileLock(str(owners_dir / f"{self.token}.lock"))
+        self._lock = FileLock(owners_dir / f"{self.token}.lock")
         self._lock.acquire()
 
     def release(self, remove: bool) -> None:
@@ -134,18 +133,12 @@ class Owner:
                 pass
         self._lock.release()
 
-    def try_take(self, token: str) -> object | None:
+    def try_take(self, token: str) -> FileLock | None:
         """Lock another owner's file if that owner is gone; None while it lives."""
-        from filelock import FileLock, Timeout
-
         if token == self.token:
             return None
-        lock = FileLock(str(self.dir / f"{token}.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            return None
-        return lock
+        lock = FileLock(self.dir / f"{token}.lock")
+        return lock if lock.acquire(blocking=False) else None
 
 
 class UploadQueue:
