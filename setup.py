@@ -9,6 +9,7 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "s3bp" / "__init__.py")
 PANDAS = ["pandas>=2.0", "pyarrow>=14", "feather-format>=0.4"]
 EXCEL = ["openpyxl>=3.1"]
 DEMO = ["moto[server]>=5.0"]
+BENCH = ["waitress>=2.1"]
 
 setup(
     name="s3bp",
@@ -25,7 +26,8 @@ setup(
         "pandas": PANDAS,
         "excel": EXCEL,
         "demo": DEMO,
-        "dev": PANDAS + EXCEL + DEMO + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+        "bench": PANDAS + DEMO + BENCH,
+        "dev": PANDAS + EXCEL + DEMO + BENCH + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
     },
     entry_points={"console_scripts": ["s3bp = s3bp.cli:main"]},
     classifiers=[

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import statistics
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import Bench, _cold, add, machine, make_frame, table  # noqa: E402
+from run import Bench, _cold, add, machine, make_frame, start, table  # noqa: E402
 
 FLOOR_WRITERS = {
     "parquet": lambda df, path: df.to_parquet(path),
@@ -69,18 +68,10 @@ def main() -> int:
     parser.add_argument("--endpoint-url")
     parser.add_argument("--out")
     args = parser.parse_args()
-    for var, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
-        os.environ.setdefault(var, value)
     root = Path(tempfile.mkdtemp(prefix="s3bp-formats-"))
-    os.environ.update(HOME=str(root / "home"), S3BP_CONFIG=str(root / "config.yml"), S3BP_STATE_DIR=str(root / "state"))
     try:
         with contextlib.ExitStack() as stack:
-            endpoint = args.endpoint_url
-            if endpoint is None:
-                from server import Server
-
-                endpoint = stack.enter_context(Server())
-            b = Bench(endpoint, root)
+            b = start(stack, args.endpoint_url, root)
             big = make_frame(args.rows)
             for fmt in args.formats.split(","):
                 df = make_frame(args.excel_rows) if fmt == "excel" else big

@@ -378,6 +378,18 @@ def w6(b: Bench, sizes: list[int], loads: int = 300) -> None:
 # -- main -----------------------------------------------------------------------------
 
 
+def start(stack: contextlib.ExitStack, endpoint: str | None, root: Path) -> Bench:
+    """Isolate settings under ``root``, start moto under waitress unless ``endpoint`` is given, make the bench."""
+    for var, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(var, value)
+    os.environ.update(HOME=str(root / "home"), S3BP_CONFIG=str(root / "config.yml"), S3BP_STATE_DIR=str(root / "state"))
+    if endpoint is None:
+        from server import Server
+
+        endpoint = stack.enter_context(Server())
+    return Bench(endpoint, root)
+
+
 def table() -> str:
     head = "| workload | metric | s3bp | floor | s3bp / floor | note |\n|---|---|---|---|---|---|\n"
     return head + "\n".join("| " + " | ".join(r) + " |" for r in ROWS)
@@ -405,20 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         _child(*args.child)
         return 0
     only = {w.strip().upper() for w in args.only.split(",")}
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     root = Path(tempfile.mkdtemp(prefix="s3bp-bench-"))
-    os.environ.update(HOME=str(root / "home"), S3BP_CONFIG=str(root / "config.yml"), S3BP_STATE_DIR=str(root / "state"))
     started = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
-            endpoint = args.endpoint_url
-            if endpoint is None:
-                from server import Server
-
-                endpoint = stack.enter_context(Server())
-            b = Bench(endpoint, root)
+            b = start(stack, args.endpoint_url, root)
             q = args.quick
             if "W1" in only:
                 w1(b, 100 if q else 300)

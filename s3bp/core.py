@@ -418,9 +418,7 @@ class Store:
         MissingDependencyError
             When the format's engine is not installed (naming the extra).
         """
-        path = self.resolve(filepath, bucket_name, namekey).path
-        fmt = frame_format(path, writer_kwargs.pop("dformat", None) if format is None else format)
-        write = functools.partial(fmt.serializer, **writer_kwargs) if writer_kwargs else fmt.serializer
+        write = self._frame_function(filepath, bucket_name, namekey, format, writer_kwargs, "serializer")
         return self.save_object(df, filepath, bucket_name, write, namekey, wait)
 
     def load_dataframe(
@@ -448,10 +446,17 @@ class Store:
         -------
         pandas.DataFrame
         """
-        path = self.resolve(filepath, bucket_name, namekey).path
-        fmt = frame_format(path, reader_kwargs.pop("dformat", None) if format is None else format)
-        read = functools.partial(fmt.deserializer, **reader_kwargs) if reader_kwargs else fmt.deserializer
+        read = self._frame_function(filepath, bucket_name, namekey, format, reader_kwargs, "deserializer")
         return self.load_object(filepath, bucket_name, read, namekey, verbose, max_age)
+
+    def _frame_function(
+        self, filepath: Any, bucket_name: str | None, namekey: bool | None, format: str | None, kwargs: dict, role: str
+    ) -> Any:
+        """The format's serializer or deserializer for a DataFrame file, with the caller's keyword arguments bound."""
+        path = self.resolve(filepath, bucket_name, namekey).path
+        fmt = frame_format(path, kwargs.pop("dformat", None) if format is None else format)
+        function = getattr(fmt, role)
+        return functools.partial(function, **kwargs) if kwargs else function
 
     def download_file(
         self,
