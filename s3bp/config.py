@@ -130,7 +130,11 @@ class ConfigFile:
         self._data: dict[str, Any] = validate({}, str(self.path))
 
     def read(self) -> dict[str, Any]:
-        """Return the current settings (a copy); re-parse only if the file changed."""
+        """Return the current settings; re-parse only if the file changed.
+
+        The same dict is returned until the file changes, so callers can
+        cache what they derive from it; do not modify it.
+        """
         try:
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -140,7 +144,7 @@ class ConfigFile:
             if stamp != self._stamp:
                 self._data = self._load() if stamp is not None else validate({}, str(self.path))
                 self._stamp = stamp
-            return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._data.items()}
+            return self._data
 
     def _load(self) -> dict[str, Any]:
         """Parse and validate the file."""
@@ -179,7 +183,7 @@ class ConfigFile:
         with FileLock(str(self.path) + ".lock"):
             with self._lock:
                 self._stamp = None  # another process may have written since
-            data = self.read()
+            data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.read().items()}
             change(data)
             data = validate(data, str(self.path))
             written = {k: v for k, v in data.items() if v != DEFAULTS[k]}
