@@ -147,7 +147,7 @@ class Store:
             return current
         return self._client_for(entry.profile, entry.region, entry.endpoint)
 
-    def _transfer(self, client: Any) -> Any:
+    def _transfer(self, client: Any, threaded: bool | None = None) -> Any:
         """The s3transfer manager on ``client``: multipart, concurrent parts, bounded memory.
 
         At interpreter exit thread pools refuse new work, so uploads then run
@@ -155,7 +155,8 @@ class Store:
         """
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
-        threaded = not self._exiting
+        if threaded is None:
+            threaded = not self._exiting
         with self._lock:
             key = (id(client), threaded)
             if key not in self._transfers:
@@ -320,7 +321,12 @@ class Store:
                 with open(entry.spool, "rb") as body:
                     etag = client.put_object(Bucket=entry.bucket, Key=entry.key, Body=body)["ETag"]
             else:
-                self._transfer(client).upload(entry.spool, entry.bucket, entry.key).result()
+                try:
+                    self._transfer(client).upload(entry.spool, entry.bucket, entry.key).result()
+                except RuntimeError:
+                    # The interpreter began exiting mid-upload: its thread pools now refuse
+                    # work ("cannot schedule new futures"), so send the parts from this thread.
+                    self._transfer(client, threaded=False).upload(entry.spool, entry.bucket, entry.key).result()
                 etag = client.head_object(Bucket=entry.bucket, Key=entry.key)["ETag"]
         return SyncRecord(
             path=entry.path,

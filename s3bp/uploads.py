@@ -393,9 +393,25 @@ class UploadQueue:
         self._queue_idle_entries()
 
     def failures(self) -> list[JournalEntry]:
-        """Our journaled entries that are neither queued nor in flight (they failed)."""
+        """Our journaled entries that are neither queued nor in flight (they failed).
+
+        A failed save with a newer journaled save of the same object is
+        superseded: it is dropped here rather than reported.
+        """
         busy = self._busy_ids()
-        return [e for e in self._db.entries(self._owner.token) if e.id not in busy]
+        newest: dict[tuple[str, str, str], int] = {}
+        entries = self._db.entries(self._owner.token)
+        for e in entries:
+            newest[e.object_id] = max(newest.get(e.object_id, e.seq), e.seq)
+        failed = []
+        for e in entries:
+            if e.id in busy:
+                continue
+            if e.seq < newest[e.object_id]:
+                self._discard(e)
+            else:
+                failed.append(e)
+        return failed
 
     def flush(self, timeout: float | None = None) -> None:
         """Retry what failed or was left behind, wait, and raise if anything is still not uploaded.
