@@ -21,7 +21,7 @@ setup(
     packages=find_packages(exclude=["tests*", "benchmarks*"]),
     package_data={"s3bp": ["py.typed"]},
     python_requires=">=3.9",
-    install_requires=["boto3>=1.28", "python-dateutil>=2.8", "PyYAML>=5.4", "filelock>=3.12; platform_system == 'Windows'"],
+    install_requires=["boto3>=1.28", "python-dateutil>=2.8", "PyYAML>=5.4", "pathspec>=0.10", "tqdm>=4.60", "filelock>=3.12; platform_system == 'Windows'"],
     extras_require={
         "pandas": PANDAS,
         "excel": EXCEL,

@@ -8,18 +8,23 @@ from .api import (
     get_default_store,
     load_dataframe,
     load_object,
+    ls,
     map_base_directory_to_bucket,
     pending_uploads,
+    pull,
+    push,
     remove_base_directory_mapping,
     save_dataframe,
     save_object,
     set_default_bucket,
     set_default_store,
     set_max_workers,
+    sync,
     unset_default_bucket,
     upload_file,
 )
 from .errors import (
+    ConflictError,
     NoBucketError,
     ObjectNotFoundError,
     S3bpError,
@@ -30,6 +35,8 @@ _LAZY = {
     "Store": "core",
     "PendingUpload": "uploads",
     "UploadFuture": "uploads",
+    "FileState": "folders",
+    "FolderReport": "folders",
     "formats": "serializers",
     "register_format": "serializers",
 }
@@ -48,6 +55,9 @@ def __getattr__(name: str):
 __version__ = "0.2.0"
 
 __all__ = [
+    "ConflictError",
+    "FileState",
+    "FolderReport",
     "NoBucketError",
     "ObjectNotFoundError",
     "PendingUpload",
@@ -61,8 +71,11 @@ __all__ = [
     "get_default_store",
     "load_dataframe",
     "load_object",
+    "ls",
     "map_base_directory_to_bucket",
     "pending_uploads",
+    "pull",
+    "push",
     "register_format",
     "remove_base_directory_mapping",
     "save_dataframe",
@@ -70,6 +83,7 @@ __all__ = [
     "set_default_bucket",
     "set_default_store",
     "set_max_workers",
+    "sync",
     "unset_default_bucket",
     "upload_file",
 ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store and its dependencies are imported on first use, keeping `import s3bp` cheap
     from .core import Store
+    from .folders import FileState, FolderReport
     from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture
 
@@ -149,3 +150,25 @@ def flush(timeout: float | None = None) -> None:
 def pending_uploads() -> list[PendingUpload]:
     """What is queued, in flight, failed, or journaled by earlier processes."""
     return get_default_store().pending_uploads()
+
+
+def push(
+    directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, wait: bool = True, progress: bool | None = None
+) -> FolderReport:
+    """Upload what is new or changed under a mapped directory (see :meth:`Store.push`)."""
+    return get_default_store().push(directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
+
+
+def pull(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
+    """Download what is newer in S3 under a mapped directory (see :meth:`Store.pull`)."""
+    return get_default_store().pull(directory, delete=delete, dry_run=dry_run, progress=progress)
+
+
+def sync(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
+    """Pull, then push a mapped directory; conflicts are reported, never overwritten (see :meth:`Store.sync`)."""
+    return get_default_store().sync(directory, delete=delete, dry_run=dry_run, progress=progress)
+
+
+def ls(directory: str | os.PathLike[str]) -> list[FileState]:
+    """The sync state of every file under a mapped directory (see :meth:`Store.ls`)."""
+    return get_default_store().ls(directory)

@@ -13,8 +13,8 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from . import __version__, api
-from .errors import S3bpError
+from . import __version__, api, paths
+from .errors import InvalidPathError, S3bpError
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -80,6 +80,62 @@ def _cmd_flush(args: argparse.Namespace) -> int:
     api.flush(args.timeout)
     print(f"flushed {count} upload(s)")
     return 0
+
+
+def _cmd_folder(args: argparse.Namespace) -> int:
+    """Push, pull or sync a mapped directory; list what was done."""
+    options = {"delete": args.delete, "dry_run": args.dry_run, "progress": False if args.no_progress else None}
+    report = getattr(api, args.command)(args.directory, **options)
+    top = report.directory
+    verb = "would " if report.dry_run else ""
+    for label, items in (
+        ("upload", report.uploaded),
+        ("download", report.downloaded),
+        ("delete local", report.deleted_local),
+        ("delete in S3", report.deleted_remote),
+    ):
+        for path in items:
+            print(f"{verb}{label}: {_rel(path, top)}")
+    for path in report.conflicts:
+        beside = "" if args.command == "push" or report.dry_run else f" (the S3 version is in {_rel(path, top)}.s3bp-remote)"
+        print(f"CONFLICT: {_rel(path, top)} changed locally and in S3 since the last sync{beside}")
+    if args.verbose:
+        for path, reason in report.skipped:
+            print(f"skipped: {_rel(path, top)}: {reason}")
+    for path, reason in report.failed:
+        print(f"FAILED: {_rel(path, top)}: {reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    """The sync state of every file under a mapped directory (or the local side of s3://bucket/prefix)."""
+    target = args.target
+    if target.startswith("s3://"):
+        target = _local_dir_of(target)
+    for f in api.ls(target):
+        size = f.size
+        print(f"{f.state.value:15} {size:>12,} {_rel(f.path, paths.normalize(target))}")
+    return 0
+
+
+def _local_dir_of(url: str) -> str:
+    """The mapped local directory holding the objects under ``s3://bucket/prefix``."""
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    store = api.get_default_store()
+    mappings = paths.normalize_mappings(store.settings()["base_dir_to_bucket_map"])
+    for directory, mapped in sorted(mappings.items()):
+        name = os.path.basename(directory) + "/"
+        if mapped == bucket and (prefix + "/").startswith(name):
+            return os.path.join(directory, *[p for p in prefix[len(name) :].split("/") if p])
+    raise InvalidPathError(
+        f"No mapped directory holds {url}: map one with `s3bp map DIR {bucket}` (keys start with the directory's name)."
+    )
+
+
+def _rel(path: str, top: str) -> str:
+    """``path`` relative to ``top`` when below it."""
+    return os.path.relpath(path, top) if paths.contains(top, path) else path
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -183,6 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flush", help="upload everything pending or journaled, and wait")
     p.add_argument("--timeout", type=float, default=None)
     p.set_defaults(func=_cmd_flush)
+    for name, text in (
+        ("push", "upload what is new or changed under a mapped directory"),
+        ("pull", "download what is newer in S3 under a mapped directory"),
+        ("sync", "pull, then push; conflicts are reported, never overwritten"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("directory")
+        p.add_argument("--delete", action="store_true", help="mirror deletions made since the last sync")
+        p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("-v", "--verbose", action="store_true", help="also list skipped files and why")
+        p.set_defaults(func=_cmd_folder)
+    p = sub.add_parser("ls", help="local vs S3 state of every file under a mapped directory")
+    p.add_argument("target", nargs="?", default=".", metavar="DIR|s3://BUCKET/PREFIX")
+    p.set_defaults(func=_cmd_ls)
     sub.add_parser("demo", help="run the demo against an embedded local S3 server").set_defaults(func=_cmd_demo)
     return parser
 

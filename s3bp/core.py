@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import config as _config
 from . import paths
 from .errors import (
+    ConflictError,
     CredentialsError,
     EndpointError,
     InvalidPathError,
@@ -33,10 +34,14 @@ from .errors import (
     describe_client_error,
 )
 from .freshness import LocalStat, Plan, Step, SyncRecord, plan_load
+from .progress import bar as progress_bar
+from .progress import subscribers as progress_subscribers
 from .serializers import Deserializer, Serializer, frame_format, get_format
 
 if TYPE_CHECKING:
+    from .folders import FileState, FolderReport
     from .index import JournalEntry, StateDB
+    from .tree import Remote
     from .uploads import PendingUpload, UploadFuture, UploadQueue
 
 logger = logging.getLogger("s3bp")
@@ -46,6 +51,7 @@ MULTIPART_THRESHOLD = 8 * 1024 * 1024
 #: A load's first GET asks for this many bytes: small objects arrive in that one request.
 PROBE_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
+_ANY = object()  # no expectation about the local file
 
 
 class Store:
@@ -523,13 +529,7 @@ class Store:
         db, _ = self._state()
         try:
             with _s3_errors("download", res.bucket, res.key, passthrough=ClientError):
-                try:
-                    resp = client.get_object(**kwargs)
-                except ClientError as exc:
-                    if _error_code(exc) != "InvalidRange":
-                        raise
-                    del kwargs["Range"]  # an empty object has no byte 0
-                    resp = client.get_object(**kwargs)
+                resp = _get_first(client, kwargs)
         except ClientError as exc:
             code = _error_code(exc)
             if code == "304":
@@ -548,15 +548,39 @@ class Store:
         size = self._receive(client, res, resp, endpoint)
         return f"downloaded {size} bytes"
 
-    def _receive(self, client: Any, res: paths.Resolution, resp: dict[str, Any], endpoint: str) -> int:
+    def _download(
+        self, client: Any, res: paths.Resolution, endpoint: str, *, target: str | None = None, expect: Any = _ANY, progress: bool | None = None
+    ) -> int:
+        """Download the object unconditionally (see :meth:`_receive`); return its size."""
+        kwargs = {"Bucket": res.bucket, "Key": res.key, "Range": f"bytes=0-{PROBE_BYTES - 1}"}
+        with _s3_errors("download", res.bucket, res.key):
+            resp = _get_first(client, kwargs)
+        return self._receive(client, res, resp, endpoint, target=target, expect=expect, progress=progress)
+
+    def _receive(
+        self,
+        client: Any,
+        res: paths.Resolution,
+        resp: dict[str, Any],
+        endpoint: str,
+        *,
+        target: str | None = None,
+        expect: Any = _ANY,
+        progress: bool | None = None,
+    ) -> int:
         """Write the object beside the target, move it into place and record it; return its size.
 
         ``resp`` holds the first bytes. A small object is complete; a medium one
         gets its rest in one more GET of the same version; a large one goes
-        through s3transfer (concurrent ranged GETs).
+        through s3transfer (concurrent ranged GETs), with a progress bar where
+``progress`` (default: on a terminal) says so. A ``target`` other than
+        ``res.path`` gets the bytes but no sync record. With ``expect`` (a
+        :class:`LocalStat` or None), a target that no longer matches it is left
+        alone and :class:`ConflictError` raised.
         """
-        self._check_file_target(res.path)
-        tmp = _temp_beside(res.path)
+        target = res.path if target is None else target
+        self._check_file_target(target)
+        tmp = _temp_beside(target)
         etag = resp["ETag"]
         total = _object_size(resp)
         try:
@@ -565,7 +589,9 @@ class Store:
                     # Should the object change meanwhile, the record keeps the older
                     # ETag, so the next load fetches again.
                     resp["Body"].close()
-                    self._transfer(client).download(res.bucket, res.key, tmp).result()
+                    with progress_bar(progress, total, 0, os.path.basename(target)) as tick:
+                        subscribers = progress_subscribers(progress, tick)
+                        self._transfer(client).download(res.bucket, res.key, tmp, subscribers=subscribers).result()
                 else:
                     with open(tmp, "wb") as out:
                         _copy_body(resp["Body"], out)
@@ -575,12 +601,32 @@ class Store:
             stamp = int(resp["LastModified"].timestamp())
             os.utime(tmp, (stamp, stamp))
             st = os.stat(tmp)
-            os.replace(tmp, res.path)
+            if expect is not _ANY and _local_stat(target) != expect:
+                raise ConflictError(
+                    f"{target} changed while s3://{res.bucket}/{res.key} was downloading; the local file was kept.",
+                    target, res.bucket, res.key,
+                )
+            os.replace(tmp, target)
         finally:
             _remove(tmp)
-        db, _ = self._state()
-        db.put_record(SyncRecord(res.path, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time()))
+        if target == res.path:
+            db, _ = self._state()
+            db.put_record(SyncRecord(res.path, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time()))
         return st.st_size
+
+    def _list(self, client: Any, bucket: str, prefix: str) -> Iterator[Remote]:
+        """The objects of ``bucket`` under ``prefix``."""
+        from .tree import Remote
+
+        with _s3_errors("list", bucket, prefix):
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", ()):
+                    yield Remote(obj["Key"], obj["ETag"], obj["Size"], obj["LastModified"].timestamp())
+
+    def _delete_object(self, client: Any, bucket: str, key: str) -> None:
+        """Delete one object."""
+        with _s3_errors("delete", bucket, key):
+            client.delete_object(Bucket=bucket, Key=key)
 
     @staticmethod
     def _check_file_target(path: str) -> None:
@@ -616,6 +662,103 @@ class Store:
         self.config.update(lambda d: d.__setitem__("max_workers", n))
         if self._queue is not None:
             self._queue.resize(n)
+
+    # -- folders -----------------------------------------------------------
+
+    def push(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        delete: bool = False,
+        dry_run: bool = False,
+        wait: bool = True,
+        progress: bool | None = None,
+    ) -> FolderReport:
+        """Upload every file under a mapped directory that is new or changed since it was last in sync.
+
+        Parameters
+        ----------
+        directory
+            A mapped base directory or a directory below one.
+        delete
+            Also delete from S3 the objects whose local file was deleted since
+            the last sync (never an object s3bp has not synced).
+        dry_run
+            Decide and report, but transfer and delete nothing.
+        wait
+            Wait for the uploads (they go through the upload queue either way).
+        progress
+            Show a progress bar on stderr; default: only on a terminal or in a notebook.
+
+        Returns
+        -------
+        FolderReport
+            What was uploaded, skipped (and why), in conflict or failed, and the bytes sent.
+
+        Raises
+        ------
+        InvalidPathError
+            When ``directory`` is a file or not under a mapped base directory.
+        """
+        from .folders import run
+
+        return run(self, "push", directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
+
+    def pull(
+        self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None
+    ) -> FolderReport:
+        """Download every object under a mapped directory's prefix that is newer than the local copy.
+
+        Parameters
+        ----------
+        directory, dry_run, progress
+            As for :meth:`push`.
+        delete
+            Also delete local files whose object was deleted in S3 since the
+            last sync, if they are unchanged since (never a file s3bp has not synced).
+
+        Returns
+        -------
+        FolderReport
+        """
+        from .folders import run
+
+        return run(self, "pull", directory, delete=delete, dry_run=dry_run, progress=progress)
+
+    def sync(
+        self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None
+    ) -> FolderReport:
+        """Pull, then push: afterwards both sides hold the newest version of every file.
+
+        A file changed on both sides since the last sync is a conflict: neither
+        side is overwritten, and the S3 version is put beside the local file as
+        ``NAME.s3bp-remote``. Without ``delete``, a file deleted on one side is
+        restored from the other; with it, the deletion is mirrored.
+
+        Parameters
+        ----------
+        directory, delete, dry_run, progress
+            As for :meth:`push`.
+
+        Returns
+        -------
+        FolderReport
+        """
+        from .folders import run
+
+        return run(self, "sync", directory, delete=delete, dry_run=dry_run, progress=progress)
+
+    def ls(self, directory: str | os.PathLike[str]) -> list[FileState]:
+        """The state of every file under a mapped directory: same, local newer, remote newer, ...
+
+        Returns
+        -------
+        list of FileState
+            Sorted by path.
+        """
+        from .folders import survey
+
+        return survey(self, directory)[0]
 
     # -- configuration -----------------------------------------------------
 
@@ -691,6 +834,18 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _get_first(client: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """GET with a Range for the first bytes; an empty object (which has no byte 0) is asked again without it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_object(**kwargs)
+    except ClientError as exc:
+        if _error_code(exc) != "InvalidRange":
+            raise
+        return client.get_object(**{k: v for k, v in kwargs.items() if k != "Range"})
 
 
 def _error_code(exc: Any) -> str:

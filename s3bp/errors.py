@@ -23,6 +23,7 @@ __all__ = [
     "UnknownFormatError",
     "MissingDependencyError",
     "ConfigError",
+    "ConflictError",
 ]
 
 
@@ -97,6 +98,14 @@ class MissingDependencyError(S3bpError, ImportError):
 
 class ConfigError(S3bpError):
     """The configuration file cannot be read or holds a wrong value."""
+
+
+class ConflictError(S3bpError):
+    """Both the local file and the S3 object changed since they were last in sync; neither was overwritten."""
+
+    def __init__(self, message: str, path: str | None = None, bucket: str | None = None, key: str | None = None):
+        super().__init__(message)
+        self.path, self.bucket, self.key = path, bucket, key
 
 
 def describe_client_error(

@@ -188,6 +188,21 @@ class StateDB:
         )
         return rows[0][0] or 0
 
+    def records_under(self, directory: str, sep: str = "/") -> list[SyncRecord]:
+        """The records of every path below ``directory`` (a normalised absolute path)."""
+        low, high = _subtree_range(directory, sep)
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path >= ? AND path < ?", (low, high))
+        return [SyncRecord(*r) for r in rows]
+
+    def pending_under(self, directory: str, sep: str = "/") -> set[str]:
+        """The paths below ``directory`` with a save waiting in the journal."""
+        low, high = _subtree_range(directory, sep)
+        return {r[0] for r in self._query("SELECT DISTINCT path FROM journal WHERE path >= ? AND path < ?", (low, high))}
+
+    def delete_record(self, path: str) -> None:
+        """Forget the record of ``path``."""
+        self._write("DELETE FROM records WHERE path = ?", (path,))
+
     def touch(self, path: str, verified_at: float) -> None:
         """Note that the record of ``path`` was confirmed current at ``verified_at``."""
         self._write("UPDATE records SET verified_at = ? WHERE path = ?", (verified_at, path))
@@ -237,3 +252,9 @@ class StateDB:
         rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,)).fetchall()
         pending = conn.execute("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)).fetchone()
         return (SyncRecord(*rows[0]) if rows else None), pending is not None
+
+
+def _subtree_range(directory: str, sep: str) -> tuple[str, str]:
+    """The half-open string range holding exactly the paths below ``directory``."""
+    low = directory.rstrip(sep) + sep
+    return low, low[:-1] + chr(ord(sep) + 1)

@@ -52,3 +52,50 @@ def test_demo_runs_end_to_end():
     res = run("demo")
     assert res.returncode == 0, res.stderr
     assert "304" in res.stdout and "Noa" in res.stdout
+
+
+def test_push_pull_sync_ls(tmp_path, endpoint, bucket, raw):
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "a.txt").write_text("a")
+    (project / "sub" / "b.txt").write_text("bb")
+    assert run("map", str(project), bucket).returncode == 0
+
+    res = run("push", str(project), "--dry-run")
+    assert res.returncode == 0 and "would upload: a.txt" in res.stdout and "would upload 2" in res.stdout
+    res = run("push", str(project))
+    assert res.returncode == 0, res.stderr
+    assert "upload: sub/b.txt" in res.stdout and "uploaded 2" in res.stdout and res.stderr == ""
+
+    raw.put_object(Bucket=bucket, Key="project/c.txt", Body=b"from elsewhere")
+    (project / "a.txt").write_text("a, edited")
+    res = run("ls", str(project))
+    assert res.returncode == 0
+    lines = {line.split()[-1]: line for line in res.stdout.splitlines()}
+    assert lines["a.txt"].startswith("local newer") and lines["sub/b.txt"].startswith("same") and lines["c.txt"].startswith("remote only")
+    assert run("ls", f"s3://{bucket}/project/sub").stdout.split() == ["same", "2", "b.txt"]
+
+    res = run("pull", str(project), "-v")
+    assert res.returncode == 0 and "download: c.txt" in res.stdout and "skipped: a.txt: the local file is newer" in res.stdout
+    res = run("sync", str(project))
+    assert res.returncode == 0 and "upload: a.txt" in res.stdout
+    assert raw.get_object(Bucket=bucket, Key="project/a.txt")["Body"].read() == b"a, edited"
+
+
+def test_sync_conflict_exits_1(tmp_path, endpoint, bucket, raw):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "x.txt").write_text("v1")
+    run("map", str(project), bucket)
+    assert run("sync", str(project)).returncode == 0
+    raw.put_object(Bucket=bucket, Key="project/x.txt", Body=b"theirs")
+    (project / "x.txt").write_text("mine")
+    res = run("sync", str(project))
+    assert res.returncode == 1 and "CONFLICT: x.txt" in res.stdout and "x.txt.s3bp-remote" in res.stdout
+    assert (project / "x.txt").read_text() == "mine" and (project / "x.txt.s3bp-remote").read_text() == "theirs"
+
+
+def test_folder_commands_refuse_an_unmapped_dir(tmp_path):
+    res = run("push", str(tmp_path))
+    assert res.returncode == 1 and "s3bp map" in res.stderr and res.stderr.count("\n") == 1
+    assert run("push").returncode == 2

@@ -1,0 +1,205 @@
+"""Pure folder decisions: where a key may land, what to skip, and each file's sync state.
+
+Used by :mod:`s3bp.folders` for push, pull, sync and ls. Nothing here touches
+the network; the ignore rules read one file, the rest works on plain values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from .freshness import LocalStat, SyncRecord
+
+#: Skipped by push, pull and sync unless a ``.s3bpignore`` line re-includes them (``!pattern``).
+DEFAULT_IGNORE = (
+    ".s3bp-*",  # s3bp's own temp files while a save or download is being written
+    "*.s3bp-remote",  # the S3 side of a sync conflict
+    ".s3bpignore",
+    "*~",  # editor backups
+    ".*.swp",
+    ".*.swo",
+    ".~lock.*#",  # LibreOffice locks
+    "*.tmp",
+    "*.part",
+    "*.crdownload",
+    ".DS_Store",
+    "Thumbs.db",
+    "__pycache__/",
+    ".ipynb_checkpoints/",
+)
+
+#: The file, in a base directory, whose gitignore-style lines add to :data:`DEFAULT_IGNORE`.
+IGNORE_FILE = ".s3bpignore"
+
+#: The suffix under which sync puts the S3 version of a conflicting file.
+REMOTE_SUFFIX = ".s3bp-remote"
+
+
+class Ignore:
+    """Gitignore-style rules: :data:`DEFAULT_IGNORE` and then the lines of ``.s3bpignore``.
+
+    Parameters
+    ----------
+    lines
+        Extra gitignore-style patterns (later lines win, ``!`` re-includes).
+    """
+
+    def __init__(self, lines: Iterable[str] = ()):
+        import pathspec
+
+        self._spec = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORE, *lines])
+
+    @classmethod
+    def for_base_dir(cls, base_dir: str) -> Ignore:
+        """The rules of a base directory (its ``.s3bpignore``, if any)."""
+        try:
+            with open(os.path.join(base_dir, IGNORE_FILE), encoding="utf-8") as f:
+                return cls(f.read().splitlines())
+        except FileNotFoundError:
+            return cls()
+
+    def __call__(self, relpath: str) -> bool:
+        """Whether the file at ``relpath`` (``/``-separated, relative to the base directory) is skipped."""
+        return self._spec.match_file(relpath)
+
+
+def key_parts(key: str, prefix: str) -> tuple[str, ...] | None:
+    """The path components a key names below ``prefix``, or None when it must not be written locally.
+
+    Refused: keys outside the prefix, absolute keys, and keys with empty,
+    ``.`` or ``..`` segments, backslashes or NUL bytes.
+    """
+    if not key.startswith(prefix) or key.startswith("/"):
+        return None
+    parts = tuple(key[len(prefix) :].split("/"))
+    for part in parts:
+        if part in ("", ".", "..") or "\\" in part or "\0" in part:
+            return None
+    return parts
+
+
+class State(Enum):
+    """How a local file and its S3 object relate, as ``s3bp ls`` shows it."""
+
+    SAME = "same"
+    LOCAL_NEWER = "local newer"
+    REMOTE_NEWER = "remote newer"
+    LOCAL_ONLY = "local only"
+    REMOTE_ONLY = "remote only"
+    PENDING = "pending upload"
+    CONFLICT = "conflict"
+    LOCAL_DELETED = "deleted locally"
+    REMOTE_DELETED = "deleted in S3"
+    GONE = "deleted on both sides"
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One object as listed by S3."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: float
+
+
+def classify(
+    local: LocalStat | None,
+    record: SyncRecord | None,
+    remote: Remote | None,
+    *,
+    pending: bool = False,
+    same_content: Callable[[], bool] = lambda: False,
+) -> State:
+    """Decide the state of one file.
+
+    Parameters
+    ----------
+    local
+        The local file's stat, or None.
+    record
+        The sync record of this path for this very object, or None.
+    remote
+        The object in S3, or None.
+    pending
+        Whether a save of the path waits in the upload journal.
+    same_content
+        Called only when both sides exist and cannot be told apart otherwise:
+        whether their bytes are equal.
+
+    Returns
+    -------
+    State
+        With a record, a side "changed" when it differs from the record; both
+        changed is a conflict unless the bytes are equal. Without one, the
+        newer whole second wins (S3's LastModified resolution); equal seconds
+        with different bytes are a conflict.
+    """
+    if pending and local is not None:
+        return State.PENDING
+    if local is None and remote is None:
+        return State.GONE
+    if record is None:
+        if remote is None:
+            return State.LOCAL_ONLY
+        if local is None:
+            return State.REMOTE_ONLY
+        if same_content():
+            return State.SAME
+        local_s, remote_s = local.mtime_ns // 1_000_000_000, int(remote.last_modified)
+        if remote_s > local_s:
+            return State.REMOTE_NEWER
+        return State.LOCAL_NEWER if local_s > remote_s else State.CONFLICT
+    local_changed = local is not None and (local.size, local.mtime_ns) != (record.size, record.mtime_ns)
+    remote_changed = remote is not None and remote.etag != record.etag
+    if local is None:
+        return State.REMOTE_NEWER if remote_changed else State.LOCAL_DELETED
+    if remote is None:
+        return State.LOCAL_NEWER if local_changed else State.REMOTE_DELETED
+    if local_changed and remote_changed:
+        return State.SAME if same_content() else State.CONFLICT
+    if local_changed:
+        return State.LOCAL_NEWER
+    return State.REMOTE_NEWER if remote_changed else State.SAME
+
+
+class Action(Enum):
+    """What an operation does with one file."""
+
+    NOTHING = "nothing"
+    UPLOAD = "upload"
+    DOWNLOAD = "download"
+    DELETE_LOCAL = "delete local"
+    DELETE_REMOTE = "delete remote"
+    CONFLICT = "conflict"
+    FORGET = "forget"  # both sides gone: drop the record
+
+
+def action(state: State, operation: str, delete: bool = False) -> Action:
+    """What ``push``, ``pull`` or ``sync`` does with a file in ``state``.
+
+    Without ``delete`` nothing is deleted: push and pull leave a deletion on
+    the other side alone, and sync restores the missing side from the other.
+    """
+    if state is State.GONE:
+        return Action.FORGET
+    if state is State.CONFLICT:
+        return Action.CONFLICT
+    up = operation in ("push", "sync")
+    down = operation in ("pull", "sync")
+    if state in (State.LOCAL_NEWER, State.LOCAL_ONLY):
+        return Action.UPLOAD if up else Action.NOTHING
+    if state in (State.REMOTE_NEWER, State.REMOTE_ONLY):
+        return Action.DOWNLOAD if down else Action.NOTHING
+    if state is State.LOCAL_DELETED:
+        if delete and up:
+            return Action.DELETE_REMOTE
+        return Action.DOWNLOAD if down else Action.NOTHING
+    if state is State.REMOTE_DELETED:
+        if delete and down:
+            return Action.DELETE_LOCAL
+        return Action.UPLOAD if up else Action.NOTHING
+    return Action.NOTHING
