@@ -545,13 +545,14 @@ class Store:
                     f"Save it first, or check the bucket and key with `s3bp where {res.path}`."
                 ) from exc
             raise _translate(exc, "download", res.bucket, res.key) from exc
-        size = self._receive(client, res, resp, endpoint)
-        return f"downloaded {size} bytes"
+        rec = self._receive(client, res, resp, endpoint)
+        db.put_record(rec)
+        return f"downloaded {rec.size} bytes"
 
     def _download(
         self, client: Any, res: paths.Resolution, endpoint: str, *, target: str | None = None, expect: Any = _ANY, progress: bool | None = None
-    ) -> int:
-        """Download the object unconditionally (see :meth:`_receive`); return its size."""
+    ) -> SyncRecord:
+        """Download the object unconditionally (see :meth:`_receive`)."""
         kwargs = {"Bucket": res.bucket, "Key": res.key, "Range": f"bytes=0-{PROBE_BYTES - 1}"}
         with _s3_errors("download", res.bucket, res.key):
             resp = _get_first(client, kwargs)
@@ -567,8 +568,8 @@ class Store:
         target: str | None = None,
         expect: Any = _ANY,
         progress: bool | None = None,
-    ) -> int:
-        """Write the object beside the target, move it into place and record it; return its size.
+    ) -> SyncRecord:
+        """Write the object beside the target and move it into place; return the sync record to keep.
 
         ``resp`` holds the first bytes. A small object is complete; a medium one
         gets its rest in one more GET of the same version; a large one goes
@@ -609,10 +610,7 @@ class Store:
             os.replace(tmp, target)
         finally:
             _remove(tmp)
-        if target == res.path:
-            db, _ = self._state()
-            db.put_record(SyncRecord(res.path, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time()))
-        return st.st_size
+        return SyncRecord(target, endpoint, res.bucket, res.key, etag, st.st_size, st.st_mtime_ns, time.time())
 
     def _list(self, client: Any, bucket: str, prefix: str) -> Iterator[Remote]:
         """The objects of ``bucket`` under ``prefix``."""

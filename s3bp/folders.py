@@ -216,9 +216,14 @@ def run(
     client = store.client()
     endpoint = client.meta.endpoint_url
     db, _ = store._state()
-    for f in files:
-        if f.state is State.SAME and f.equal_bytes and f.local and f.remote:
-            db.put_record(SyncRecord(f.path, endpoint, f.bucket, f.key, f.remote.etag, f.local.size, f.local.mtime_ns, time.time()))
+    now = time.time()
+    db.put_records(
+        [
+            SyncRecord(f.path, endpoint, f.bucket, f.key, f.remote.etag, f.local.size, f.local.mtime_ns, now)
+            for f in files
+            if f.state is State.SAME and f.equal_bytes and f.local and f.remote
+        ]
+    )
     for f in todo.get(Action.FORGET, []):
         db.delete_record(f.path)
     fetch_beside = [] if operation == "push" else conflicts
@@ -258,14 +263,17 @@ def _download_all(
     if not downloads and not beside:
         return
 
+    received: list[SyncRecord] = []
+
     def fetch(f: FileState, beside: bool) -> int:
         res = paths.Resolution(f.path, f.bucket, f.key, None, "")
         if beside:  # NAME.s3bp-remote is s3bp's own file: overwrite whatever it holds
-            size = store._download(client, res, endpoint, target=f.path + REMOTE_SUFFIX, progress=False)
+            rec = store._download(client, res, endpoint, target=f.path + REMOTE_SUFFIX, progress=False)
         else:  # only if the local file is still as surveyed
-            size = store._download(client, res, endpoint, expect=f.local, progress=False)
-        tick(size)
-        return size
+            rec = store._download(client, res, endpoint, expect=f.local, progress=False)
+            received.append(rec)
+        tick(rec.size)
+        return rec.size
 
     workers = max(1, min(store.settings()["max_workers"], len(downloads) + len(beside)))
     with ThreadPoolExecutor(workers, thread_name_prefix="s3bp-pull") as pool:
@@ -273,6 +281,8 @@ def _download_all(
         jobs += [(f, pool.submit(fetch, f, True), None) for f in beside]
         for f, job, done in jobs:
             _attempt(report, f, job.result, done)
+    # One transaction for all records; a crash before it only costs the next run a comparison by MD5.
+    store._state()[0].put_records(received)
 
 
 def _upload_all(store: Store, uploads: list[FileState], report: FolderReport, tick: Callable, wait: bool) -> None:
@@ -344,8 +354,10 @@ def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, Local
 def _inside(path: str, root: str) -> bool:
     """Whether the deepest existing directory on the way to ``path`` really lies inside ``root``."""
     parent = os.path.dirname(path)
-    while not os.path.exists(parent) and parent != os.path.dirname(parent):
+    while not os.path.lexists(parent) and paths.contains(root, parent) and parent != root:
         parent = os.path.dirname(parent)
+    if not os.path.lexists(parent):
+        return True  # nothing of the tree exists yet: the download creates plain directories
     return paths.contains(os.path.realpath(root), os.path.realpath(parent))
 
 

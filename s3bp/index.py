@@ -158,8 +158,13 @@ class StateDB:
 
     def put_record(self, rec: SyncRecord) -> None:
         """Insert or replace the record of ``rec.path``."""
+        self.put_records([rec])
+
+    def put_records(self, recs: list[SyncRecord]) -> None:
+        """Insert or replace several records in one transaction."""
         marks = ", ".join("?" * len(SyncRecord.__dataclass_fields__))
-        self._write(f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", tuple(rec.__dict__.values()))
+        with self._transaction() as conn:
+            conn.executemany(f"INSERT OR REPLACE INTO records ({_RECORD_COLUMNS}) VALUES ({marks})", [tuple(r.__dict__.values()) for r in recs])
 
     def complete_upload(self, rec: SyncRecord, entry_id: str) -> bool:
         """In one transaction: drop a journal entry and record its upload, unless a later save is recorded.

@@ -185,6 +185,16 @@ def test_symlinks_are_not_followed_out_of_the_base_dir(machines, raw, bucket, tm
     assert any("symlink" in reason for _, reason in report.skipped)
 
 
+def test_pull_into_a_folder_that_does_not_exist_yet(machines, tmp_path):
+    a, _ = machines
+    a.write("x/y.txt", "y")
+    a.store.push(a.dir)
+    fresh = tmp_path / "new-machine" / "not-yet" / "project"
+    a.store.map_base_directory_to_bucket(fresh, a.store.resolve(a.dir / "x/y.txt").bucket)
+    assert a.store.pull(fresh).downloaded == [str(fresh / "x" / "y.txt")]
+    assert (fresh / "x" / "y.txt").read_text() == "y"
+
+
 def test_dry_run_changes_nothing(machines, raw, bucket):
     a, b = machines
     a.write("a.txt", "a")
