@@ -53,9 +53,12 @@ def save_object(
     serializer: Serializer | str | None = None,
     namekey: bool | None = None,
     wait: bool = False,
+    *,
+    conflict: str | None = None,
+    extra_args: dict[str, Any] | None = None,
 ) -> UploadFuture:
     """Write ``obj`` to ``filepath`` and upload it to S3 (see :meth:`Store.save_object`)."""
-    return get_default_store().save_object(obj, filepath, bucket_name, serializer, namekey, wait)
+    return get_default_store().save_object(obj, filepath, bucket_name, serializer, namekey, wait, conflict=conflict, extra_args=extra_args)
 
 
 def load_object(
@@ -77,10 +80,15 @@ def save_dataframe(
     format: str | None = None,
     namekey: bool | None = None,
     wait: bool = False,
+    *,
+    conflict: str | None = None,
+    extra_args: dict[str, Any] | None = None,
     **writer_kwargs: Any,
 ) -> UploadFuture:
     """Write a DataFrame in a registered format and upload it (see :meth:`Store.save_dataframe`)."""
-    return get_default_store().save_dataframe(df, filepath, bucket_name, format, namekey, wait, **writer_kwargs)
+    return get_default_store().save_dataframe(
+        df, filepath, bucket_name, format, namekey, wait, conflict=conflict, extra_args=extra_args, **writer_kwargs
+    )
 
 
 def load_dataframe(
@@ -101,9 +109,12 @@ def upload_file(
     bucket_name: str | None = None,
     namekey: bool | None = None,
     wait: bool = False,
+    *,
+    conflict: str | None = None,
+    extra_args: dict[str, Any] | None = None,
 ) -> UploadFuture:
     """Upload an existing local file (see :meth:`Store.upload_file`)."""
-    return get_default_store().upload_file(filepath, bucket_name, namekey, wait)
+    return get_default_store().upload_file(filepath, bucket_name, namekey, wait, conflict=conflict, extra_args=extra_args)
 
 
 def download_file(
@@ -172,3 +183,8 @@ def sync(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bo
 def ls(directory: str | os.PathLike[str]) -> list[FileState]:
     """The sync state of every file under a mapped directory (see :meth:`Store.ls`)."""
     return get_default_store().ls(directory)
+
+
+def resolve_conflict(filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
+    """Settle a conflict for one file: ``keep="local"`` uploads yours, ``"remote"`` takes S3's (see :meth:`Store.resolve_conflict`)."""
+    get_default_store().resolve_conflict(filepath, keep, bucket_name, namekey)

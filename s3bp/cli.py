@@ -138,6 +138,14 @@ def _rel(path: str, top: str) -> str:
     return os.path.relpath(path, top) if paths.contains(top, path) else path
 
 
+def _cmd_resolve(args: argparse.Namespace) -> int:
+    """Settle a conflict for one file."""
+    api.resolve_conflict(args.path, args.keep)
+    kept = "your version was uploaded" if args.keep == "local" else f"S3's version downloaded; yours is in {args.path}.s3bp-local"
+    print(f"resolved {args.path}: {kept}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the README's demo against an embedded local S3 server."""
     try:
@@ -254,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="local vs S3 state of every file under a mapped directory")
     p.add_argument("target", nargs="?", default=".", metavar="DIR|s3://BUCKET/PREFIX")
     p.set_defaults(func=_cmd_ls)
+    p = sub.add_parser("resolve", help="settle a conflict: keep the local or the S3 version of a file")
+    p.add_argument("path")
+    p.add_argument("--keep", choices=("local", "remote"), required=True)
+    p.set_defaults(func=_cmd_resolve)
     sub.add_parser("demo", help="run the demo against an embedded local S3 server").set_defaults(func=_cmd_demo)
     return parser
 

@@ -25,6 +25,11 @@ DEFAULTS: dict[str, Any] = {
     "max_age": 0,
     "max_attempts": 5,
     "retry_mode": "standard",
+    "conflict": "raise",
+    "offline": "warn",
+    "connect_timeout": 5,
+    "read_timeout": 60,
+    "upload_args": {},
 }
 _OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -83,6 +88,9 @@ def validate(data: Any, source: str) -> dict[str, Any]:
     return out
 
 
+_CHOICES = {"conflict": ("raise", "overwrite"), "offline": ("warn", "error")}
+
+
 def _check_field(field: str, value: Any, source: str) -> Any:
     """Return ``value`` if it is right for ``field``, else raise :class:`ConfigError`."""
 
@@ -107,6 +115,20 @@ def _check_field(field: str, value: Any, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise wrong("a number of seconds, 0 or more")
         return value
+    if field in _CHOICES:
+        if value not in _CHOICES[field]:
+            raise wrong("one of " + ", ".join(_CHOICES[field]))
+        return value
+    if field in ("connect_timeout", "read_timeout"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise wrong("a number of seconds above 0")
+        return value
+    if field == "upload_args":
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise wrong("a mapping of upload argument name (e.g. ServerSideEncryption) to value")
+        return dict(value)
     if field == "retry_mode":
         if value not in _RETRY_MODES:
             raise wrong("one of " + ", ".join(_RETRY_MODES))

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import datetime
 import functools
+import json
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from .errors import (
     ConflictError,
     CredentialsError,
     EndpointError,
+    InvalidArgumentError,
     InvalidPathError,
     ObjectNotFoundError,
     S3bpError,
@@ -52,6 +54,11 @@ MULTIPART_THRESHOLD = 8 * 1024 * 1024
 PROBE_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
 _ANY = object()  # no expectation about the local file
+#: Checksums are computed by botocore itself; a caller-given one would be wrong for the snapshot.
+_CHECKSUM_ARGS = frozenset(
+    {"ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumMD5", "ChecksumSHA1", "ChecksumSHA256"}
+    | {"ChecksumSHA512", "ChecksumXXHASH3", "ChecksumXXHASH64", "ChecksumXXHASH128", "MpuObjectSize"}
+)
 
 
 class Store:
@@ -201,6 +208,9 @@ class Store:
         serializer: Serializer | str | None = None,
         namekey: bool | None = None,
         wait: bool = False,
+        *,
+        conflict: str | None = None,
+        extra_args: dict[str, Any] | None = None,
     ) -> UploadFuture:
         """Write ``obj`` to ``filepath`` and upload it to S3.
 
@@ -218,6 +228,15 @@ class Store:
             Key the object by the file's base name even under a base directory.
         wait
             Upload before returning and raise on failure; otherwise upload in the background.
+        conflict
+            ``"raise"`` (default, or the ``conflict`` config key): if the object
+            changed in S3 since this machine last synced the file, do not
+            replace it (conditional PUT) and fail with :class:`~s3bp.errors.ConflictError`.
+            ``"overwrite"``: replace it regardless (the 0.1.x behaviour).
+        extra_args
+            Upload arguments such as ``ContentType``, ``StorageClass``,
+            ``ServerSideEncryption``, ``SSEKMSKeyId``; added to the ``upload_args``
+            config key. Only s3transfer's allowed upload arguments are accepted.
 
         Returns
         -------
@@ -234,6 +253,7 @@ class Store:
             With ``wait=True``, when the upload fails.
         """
         res = self.resolve(filepath, bucket_name, namekey)
+        options = self._upload_options(conflict, extra_args)
         write = _serializer(serializer, res.path)
         self._check_file_target(res.path)
         tmp = _temp_beside(res.path)
@@ -248,7 +268,7 @@ class Store:
                 f"A serializer must write to exactly that path."
             )
         try:
-            fut = self._enqueue(res, tmp, wait=wait)
+            fut = self._enqueue(res, tmp, wait=wait, **options)
             os.replace(tmp, res.path)
         finally:
             _remove(tmp)
@@ -260,6 +280,9 @@ class Store:
         bucket_name: str | None = None,
         namekey: bool | None = None,
         wait: bool = False,
+        *,
+        conflict: str | None = None,
+        extra_args: dict[str, Any] | None = None,
     ) -> UploadFuture:
         """Upload an existing local file to S3.
 
@@ -268,7 +291,7 @@ class Store:
 
         Parameters
         ----------
-        filepath, bucket_name, namekey, wait
+        filepath, bucket_name, namekey, wait, conflict, extra_args
             As for :meth:`save_object`.
 
         Returns
@@ -283,11 +306,39 @@ class Store:
             With ``wait=True``, when the upload fails.
         """
         res = self.resolve(filepath, bucket_name, namekey)
+        options = self._upload_options(conflict, extra_args)
         if not os.path.isfile(res.path):
             raise ObjectNotFoundError(f"Cannot upload {res.path}: no such file.")
-        return self._finish(self._enqueue(res, res.path, wait=wait), wait)
+        return self._finish(self._enqueue(res, res.path, wait=wait, **options), wait)
 
-    def _enqueue(self, res: paths.Resolution, source: str, wait: bool) -> UploadFuture:
+    def _upload_options(self, conflict: str | None, extra_args: dict[str, Any] | None) -> dict[str, Any]:
+        """The conflict rule and the upload arguments (config, then per call), checked before anything is written."""
+        data = self.settings()
+        conflict = data["conflict"] if conflict is None else conflict
+        if conflict not in ("raise", "overwrite"):
+            raise InvalidArgumentError(f"conflict must be 'raise' or 'overwrite', got {conflict!r}.")
+        if extra_args is not None and not isinstance(extra_args, dict):
+            raise InvalidArgumentError(f"extra_args must be a dict of upload arguments, got {type(extra_args).__name__}.")
+        merged = {**data["upload_args"], **(extra_args or {})}
+        if merged:
+            from s3transfer.manager import TransferManager
+
+            allowed = set(TransferManager.ALLOWED_UPLOAD_ARGS) - _CHECKSUM_ARGS
+            bad = sorted(k for k in merged if k not in allowed)
+            if bad:
+                where = "extra_args" if any(k in (extra_args or {}) for k in bad) else f"the upload_args config key in {self.config.path}"
+                raise InvalidArgumentError(
+                    f"Unknown upload argument(s) {', '.join(map(repr, bad))} in {where}; allowed: {', '.join(sorted(allowed))}."
+                )
+            try:
+                encoded = json.dumps(merged, sort_keys=True)
+            except TypeError as exc:
+                raise InvalidArgumentError(f"Upload arguments must be plain strings, numbers and dicts: {exc}.") from None
+        return {"conflict": conflict, "extra_args": encoded if merged else None}
+
+    def _enqueue(
+        self, res: paths.Resolution, source: str, wait: bool, conflict: str = "raise", extra_args: str | None = None
+    ) -> UploadFuture:
         """Snapshot ``source`` into the spool, journal it and queue its upload."""
         _, queue = self._state()
         client = self.client()
@@ -302,6 +353,8 @@ class Store:
             key=res.key,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
+            conflict=conflict,
+            extra_args=extra_args,
         )
         from .uploads import make_snapshot
 
@@ -320,20 +373,35 @@ class Store:
         return fut
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
-        """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds."""
+        """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds.
+
+        Under ``conflict="raise"``, when this machine synced the path before,
+        the PUT carries ``IfMatch`` with the ETag of that sync: S3 refuses it
+        (412) if someone else wrote the object since. Objects sent in parts
+        are checked with a HEAD first instead (s3transfer cannot send the
+        condition), which leaves a short race.
+        """
+        from botocore.exceptions import ClientError
+
         client = self._client_for_entry(entry)
-        with _s3_errors("upload", entry.bucket, entry.key):
-            if entry.size < MULTIPART_THRESHOLD:
-                with open(entry.spool, "rb") as body:
-                    etag = client.put_object(Bucket=entry.bucket, Key=entry.key, Body=body)["ETag"]
-            else:
-                try:
-                    self._transfer(client).upload(entry.spool, entry.bucket, entry.key).result()
-                except RuntimeError:
-                    # The interpreter began exiting mid-upload: its thread pools now refuse
-                    # work ("cannot schedule new futures"), so send the parts from this thread.
-                    self._transfer(client, threaded=False).upload(entry.spool, entry.bucket, entry.key).result()
-                etag = client.head_object(Bucket=entry.bucket, Key=entry.key)["ETag"]
+        extra = json.loads(entry.extra_args) if entry.extra_args else {}
+        db, _ = self._state()
+        record = db.record(entry.path) if entry.conflict == "raise" else None
+        if record is not None and (record.endpoint, record.bucket, record.key) != entry.object_id:
+            record = None
+        expected = record.etag if record is not None else None
+        with _s3_errors("upload", entry.bucket, entry.key, passthrough=ClientError):
+            try:
+                etag = self._put(client, entry, extra, expected)
+            except ClientError as exc:
+                code = _error_code(exc)
+                if expected is None or code not in ("PreconditionFailed", "412", "NoSuchKey", "404", "NotImplemented", "501"):
+                    raise _translate(exc, "upload", entry.bucket, entry.key) from exc
+                current = _head_or_none(client, entry.bucket, entry.key)
+                if current is not None and current["ETag"] != expected:
+                    raise _conflict(entry, record, current) from exc
+                # Deleted in S3 meanwhile, or an endpoint without conditional writes whose copy is still ours.
+                etag = self._put(client, entry, extra, None)
         return SyncRecord(
             path=entry.path,
             endpoint=entry.endpoint,
@@ -345,6 +413,24 @@ class Store:
             verified_at=time.time(),
             saved_ns=entry.seq,
         )
+
+    def _put(self, client: Any, entry: JournalEntry, extra: dict[str, Any], expected: str | None) -> str:
+        """PUT the snapshot (in parts if large), only over ETag ``expected`` when given; return the new ETag."""
+        if entry.size < MULTIPART_THRESHOLD:
+            condition = {"IfMatch": expected} if expected else {}
+            with open(entry.spool, "rb") as body:
+                return client.put_object(Bucket=entry.bucket, Key=entry.key, Body=body, **extra, **condition)["ETag"]
+        if expected is not None:
+            current = _head_or_none(client, entry.bucket, entry.key)
+            if current is not None and current["ETag"] != expected:
+                raise _conflict(entry, None, current)
+        try:
+            self._transfer(client).upload(entry.spool, entry.bucket, entry.key, extra_args=extra).result()
+        except RuntimeError:
+            # The interpreter began exiting mid-upload: its thread pools now refuse
+            # work ("cannot schedule new futures"), so send the parts from this thread.
+            self._transfer(client, threaded=False).upload(entry.spool, entry.bucket, entry.key, extra_args=extra).result()
+        return client.head_object(Bucket=entry.bucket, Key=entry.key)["ETag"]
 
     # -- loading -----------------------------------------------------------
 
@@ -404,6 +490,9 @@ class Store:
         format: str | None = None,
         namekey: bool | None = None,
         wait: bool = False,
+        *,
+        conflict: str | None = None,
+        extra_args: dict[str, Any] | None = None,
         **writer_kwargs: Any,
     ) -> UploadFuture:
         """Write a DataFrame to ``filepath`` in a registered format and upload it.
@@ -412,7 +501,7 @@ class Store:
         ----------
         df
             The DataFrame.
-        filepath, bucket_name, namekey, wait
+        filepath, bucket_name, namekey, wait, conflict, extra_args
             As for :meth:`save_object`.
         format
             A format name (case-insensitive); default: from the file's suffix, else ``"csv"``.
@@ -431,7 +520,7 @@ class Store:
             When the format's engine is not installed (naming the extra).
         """
         write = self._frame_function(filepath, bucket_name, namekey, format, writer_kwargs, "serializer")
-        return self.save_object(df, filepath, bucket_name, write, namekey, wait)
+        return self.save_object(df, filepath, bucket_name, write, namekey, wait, conflict=conflict, extra_args=extra_args)
 
     def load_dataframe(
         self,
@@ -758,6 +847,33 @@ class Store:
 
         return survey(self, directory)[0]
 
+    def resolve_conflict(
+        self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None
+    ) -> None:
+        """Settle a :class:`~s3bp.errors.ConflictError` (or a sync conflict) for one file.
+
+        Parameters
+        ----------
+        filepath, bucket_name, namekey
+            As for :meth:`save_object`.
+        keep
+            ``"local"``: upload the local file over the S3 version (waits).
+            ``"remote"``: drop this file's pending uploads, move the local file
+            to ``NAME.s3bp-local`` and download the S3 version.
+        """
+        res = self.resolve(filepath, bucket_name, namekey)
+        if keep == "local":
+            self.upload_file(res.path, bucket_name, namekey, wait=True, conflict="overwrite")
+            return
+        if keep != "remote":
+            raise InvalidArgumentError(f"keep must be 'local' or 'remote', got {keep!r}.")
+        db, queue = self._state()
+        queue.drop_idle(db.entries_of(res.path))
+        if os.path.exists(res.path):
+            os.replace(res.path, res.path + ".s3bp-local")
+        client = self.client()
+        db.put_record(self._download(client, res, _identity(client)[0]))
+
     # -- configuration -----------------------------------------------------
 
     def set_default_bucket(self, bucket: str) -> None:
@@ -832,6 +948,38 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _head_or_none(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """HEAD an object; None if it does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def _utc(stamp: float) -> str:
+    """A time for messages."""
+    return datetime.datetime.fromtimestamp(stamp, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _conflict(entry: JournalEntry, record: SyncRecord | None, current: dict[str, Any]) -> ConflictError:
+    """The error for a save that would replace someone else's newer version."""
+    theirs, ours = _utc(current["LastModified"].timestamp()), _utc(entry.created)
+    synced = f" (this machine last synced it at {_utc(record.verified_at)})" if record is not None else ""
+    return ConflictError(
+        f"Not uploaded: s3://{entry.bucket}/{entry.key} was changed in S3 at {theirs} by another writer{synced}; "
+        f"your version of {entry.path}, saved at {ours}, would replace it. Yours stays on disk and in the upload journal. "
+        f"Keep yours: s3bp.resolve_conflict(path, keep='local') or `s3bp resolve {entry.path} --keep local`; "
+        f"take theirs (yours is kept as {entry.path}.s3bp-local): keep='remote' / `--keep remote`.",
+        entry.path,
+        entry.bucket,
+        entry.key,
+    )
 
 
 def _get_first(client: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

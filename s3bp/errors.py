@@ -12,6 +12,7 @@ __all__ = [
     "NoBucketError",
     "InvalidPathError",
     "InvalidBucketNameError",
+    "InvalidArgumentError",
     "ObjectNotFoundError",
     "BucketNotFoundError",
     "AccessDeniedError",
@@ -45,6 +46,10 @@ class NoBucketError(S3bpError, ValueError):
 
 class InvalidPathError(S3bpError, ValueError):
     """A local path (or the key derived from it) cannot be used."""
+
+
+class InvalidArgumentError(S3bpError, ValueError):
+    """An argument or setting has a value s3bp cannot use."""
 
 
 class InvalidBucketNameError(S3bpError, ValueError):

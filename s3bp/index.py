@@ -54,12 +54,17 @@ CREATE TABLE IF NOT EXISTS journal (
     pid INTEGER NOT NULL,
     created REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    conflict TEXT NOT NULL DEFAULT 'raise',
+    extra_args TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
 CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
 CREATE INDEX IF NOT EXISTS journal_object ON journal (bucket, key);
 """
+
+
+_ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class JournalEntry:
     created: float
     attempts: int = 0
     last_error: str | None = None
+    conflict: str = "raise"  # or "overwrite": what to do when S3 changed since our last sync
+    extra_args: str | None = None  # JSON of the upload's extra arguments (ContentType, SSE, ...)
 
     @property
     def object_id(self) -> tuple[str, str, str]:
@@ -109,6 +116,10 @@ class StateDB:
         self._all_lock = threading.Lock()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(journal)")}
+            for column, decl in _ADDED_COLUMNS:
+                if column not in have:  # a state database made by s3bp 0.2.0
+                    conn.execute(f"ALTER TABLE journal ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (SQLite connections are not shared between threads)."""
@@ -250,6 +261,15 @@ class StateDB:
     def adopt(self, old_owner: str, new_owner: str) -> int:
         """Move every entry of ``old_owner`` to ``new_owner``; return how many."""
         return self._write("UPDATE journal SET owner = ? WHERE owner = ?", (new_owner, old_owner))
+
+    def record(self, path: str) -> SyncRecord | None:
+        """The record of ``path``, if any."""
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,))
+        return SyncRecord(*rows[0]) if rows else None
+
+    def entries_of(self, path: str) -> list[JournalEntry]:
+        """The journal entries of one local path, oldest first."""
+        return [JournalEntry(*r) for r in self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE path = ? ORDER BY seq", (path,))]
 
     def load_state(self, path: str) -> tuple[SyncRecord | None, bool]:
         """The record of ``path`` and whether it has a pending upload."""

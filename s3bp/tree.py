@@ -17,6 +17,7 @@ from .freshness import LocalStat, SyncRecord
 DEFAULT_IGNORE = (
     ".s3bp-*",  # s3bp's own temp files while a save or download is being written
     "*.s3bp-remote",  # the S3 side of a sync conflict
+    "*.s3bp-local",  # the local side of a conflict settled in favour of S3
     ".s3bpignore",
     "*~",  # editor backups
     ".*.swp",

@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UploadError
+from .errors import ConflictError, S3bpError, UploadError
 from .freshness import SyncRecord
 from .index import JournalEntry, StateDB
 from .locks import FileLock
@@ -253,14 +253,18 @@ class UploadQueue:
         except FileNotFoundError:
             pass
 
+    def drop_idle(self, entries: list[JournalEntry]) -> None:
+        """Forget those of ``entries`` that are not queued or in flight (e.g. failed in a conflict)."""
+        busy = self._busy_ids()
+        for entry in entries:
+            if entry.id not in busy:
+                self._discard(entry)
+
     def _discard_older(self, entry: JournalEntry) -> None:
         """Drop our idle (failed) entries of the same object saved before ``entry``."""
         older = [e for e in self._db.siblings(entry) if e.seq < entry.seq]
         if older:
-            busy = self._busy_ids()
-            for old in older:
-                if old.id not in busy:
-                    self._discard(old)
+            self.drop_idle(older)
 
     # -- working -----------------------------------------------------------
 
@@ -494,9 +498,9 @@ class UploadQueue:
         self._owner.release(remove=not left)
 
 
-def _as_upload_error(error: BaseException, entry: JournalEntry) -> UploadError:
-    """The :class:`UploadError` a waiter sees for a failed upload."""
-    if isinstance(error, UploadError):
+def _as_upload_error(error: BaseException, entry: JournalEntry) -> S3bpError:
+    """The error a waiter sees for a failed upload: a :class:`ConflictError` as is, else an :class:`UploadError`."""
+    if isinstance(error, (UploadError, ConflictError)):
         return error
     exc = UploadError(
         f"Upload of {entry.path} failed: {_describe(error, entry)} "
