@@ -68,9 +68,11 @@ def load_object(
     namekey: bool | None = None,
     verbose: bool = False,
     max_age: float | None = None,
+    *,
+    offline: str | None = None,
 ) -> Any:
     """Load an object from the local file if current, else from S3 (see :meth:`Store.load_object`)."""
-    return get_default_store().load_object(filepath, bucket_name, deserializer, namekey, verbose, max_age)
+    return get_default_store().load_object(filepath, bucket_name, deserializer, namekey, verbose, max_age, offline=offline)
 
 
 def save_dataframe(
@@ -98,10 +100,12 @@ def load_dataframe(
     namekey: bool | None = None,
     verbose: bool = False,
     max_age: float | None = None,
+    *,
+    offline: str | None = None,
     **reader_kwargs: Any,
 ) -> Any:
     """Load a DataFrame from the local file if current, else from S3 (see :meth:`Store.load_dataframe`)."""
-    return get_default_store().load_dataframe(filepath, bucket_name, format, namekey, verbose, max_age, **reader_kwargs)
+    return get_default_store().load_dataframe(filepath, bucket_name, format, namekey, verbose, max_age, offline=offline, **reader_kwargs)
 
 
 def upload_file(
@@ -123,9 +127,11 @@ def download_file(
     namekey: bool | None = None,
     verbose: bool = False,
     max_age: float | None = None,
+    *,
+    offline: str | None = None,
 ) -> str:
     """Bring the local file up to date with S3 (see :meth:`Store.download_file`)."""
-    return get_default_store().download_file(filepath, bucket_name, namekey, verbose, max_age)
+    return get_default_store().download_file(filepath, bucket_name, namekey, verbose, max_age, offline=offline)
 
 
 def set_default_bucket(name: str) -> None:

@@ -12,12 +12,14 @@ import atexit
 import contextlib
 import datetime
 import functools
+import hashlib
 import json
 import logging
 import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +29,12 @@ from . import paths
 from .errors import (
     ConflictError,
     CredentialsError,
+    DownloadError,
     EndpointError,
     InvalidArgumentError,
     InvalidPathError,
     ObjectNotFoundError,
+    OfflineWarning,
     S3bpError,
     SerializationError,
     describe_client_error,
@@ -148,8 +152,8 @@ class Store:
         cfg = Config(
             retries={"mode": data["retry_mode"], "total_max_attempts": data["max_attempts"]},
             max_pool_connections=data["max_workers"] + 10,
-            connect_timeout=10,
-            read_timeout=60,
+            connect_timeout=data["connect_timeout"],
+            read_timeout=data["read_timeout"],
         )
         return session.client("s3", endpoint_url=endpoint, config=cfg)
 
@@ -398,10 +402,19 @@ class Store:
                 if expected is None or code not in ("PreconditionFailed", "412", "NoSuchKey", "404", "NotImplemented", "501"):
                     raise _translate(exc, "upload", entry.bucket, entry.key) from exc
                 current = _head_or_none(client, entry.bucket, entry.key)
-                if current is not None and current["ETag"] != expected:
-                    raise _conflict(entry, record, current) from exc
-                # Deleted in S3 meanwhile, or an endpoint without conditional writes whose copy is still ours.
-                etag = self._put(client, entry, extra, None)
+                if current is None or current["ETag"] == expected:
+                    # Deleted in S3 meanwhile, or an endpoint without conditional writes whose copy is still ours.
+                    etag = self._put(client, entry, extra, None)
+                else:
+                    latest = db.record(entry.path)
+                    if latest is None or latest.etag != current["ETag"]:
+                        raise _conflict(entry, record, current) from exc
+                    # Another process of this machine uploaded this file meanwhile: not a conflict.
+                    # Go over its version if this save is newer; otherwise this save is superseded.
+                    if db.newest_upload(*entry.object_id) >= entry.seq:
+                        etag = latest.etag
+                    else:
+                        etag = self._put(client, entry, extra, latest.etag)
         return SyncRecord(
             path=entry.path,
             endpoint=entry.endpoint,
@@ -442,6 +455,8 @@ class Store:
         namekey: bool | None = None,
         verbose: bool = False,
         max_age: float | None = None,
+        *,
+        offline: str | None = None,
     ) -> Any:
         """Load an object, from the local file when it is current, else from S3.
 
@@ -460,6 +475,11 @@ class Store:
         max_age
             Trust a local copy verified less than this many seconds ago
             without asking S3 (default: the ``max_age`` config key, 0).
+        offline
+            When S3 cannot be reached and a local copy exists: ``"warn"``
+            (default, or the ``offline`` config key) loads it with an
+            :class:`~s3bp.errors.OfflineWarning`; ``"error"`` raises
+            :class:`~s3bp.errors.EndpointError`. Without a local copy it always raises.
 
         Returns
         -------
@@ -473,7 +493,7 @@ class Store:
             When the deserializer fails (the file is left in place).
         """
         read = _deserializer(deserializer)
-        path = self.download_file(filepath, bucket_name, namekey, verbose, max_age)
+        path = self.download_file(filepath, bucket_name, namekey, verbose, max_age, offline=offline)
         try:
             return read(path)
         except BaseException as exc:
@@ -530,13 +550,15 @@ class Store:
         namekey: bool | None = None,
         verbose: bool = False,
         max_age: float | None = None,
+        *,
+        offline: str | None = None,
         **reader_kwargs: Any,
     ) -> Any:
         """Load a DataFrame, from the local file when it is current, else from S3.
 
         Parameters
         ----------
-        filepath, bucket_name, namekey, verbose, max_age
+        filepath, bucket_name, namekey, verbose, max_age, offline
             As for :meth:`load_object`.
         format
             A format name (case-insensitive); default: from the file's suffix, else ``"csv"``.
@@ -548,7 +570,7 @@ class Store:
         pandas.DataFrame
         """
         read = self._frame_function(filepath, bucket_name, namekey, format, reader_kwargs, "deserializer")
-        return self.load_object(filepath, bucket_name, read, namekey, verbose, max_age)
+        return self.load_object(filepath, bucket_name, read, namekey, verbose, max_age, offline=offline)
 
     def _frame_function(
         self, filepath: Any, bucket_name: str | None, namekey: bool | None, format: str | None, kwargs: dict, role: str
@@ -566,12 +588,14 @@ class Store:
         namekey: bool | None = None,
         verbose: bool = False,
         max_age: float | None = None,
+        *,
+        offline: str | None = None,
     ) -> str:
         """Make sure the local file holds the newest version, downloading only if S3 has a newer one.
 
         Parameters
         ----------
-        filepath, bucket_name, namekey, verbose, max_age
+        filepath, bucket_name, namekey, verbose, max_age, offline
             As for :meth:`load_object`.
 
         Returns
@@ -585,6 +609,9 @@ class Store:
             When the object is neither on disk nor in S3.
         """
         res = self.resolve(filepath, bucket_name, namekey)
+        offline = self.settings()["offline"] if offline is None else offline
+        if offline not in ("warn", "error"):
+            raise InvalidArgumentError(f"offline must be 'warn' or 'error', got {offline!r}.")
         db, _ = self._state()
         local = _local_stat(res.path)
         record, pending = db.load_state(res.path)
@@ -598,7 +625,18 @@ class Store:
         if plan.step is Step.USE_LOCAL:
             outcome = "local copy is current (no request)"
         else:
-            outcome = self._fetch(client, res, plan, endpoint, max_age > 0)
+            try:
+                outcome = self._fetch(client, res, plan, endpoint, max_age > 0)
+            except EndpointError as exc:
+                if local is None or offline == "error":
+                    raise
+                warnings.warn(
+                    f"s3bp: S3 is unreachable; loading the local copy {res.path}, which may be older than "
+                    f"s3://{res.bucket}/{res.key}. ({exc}) Pass offline='error' to fail instead.",
+                    OfflineWarning,
+                    stacklevel=3,
+                )
+                outcome = "S3 unreachable; local copy used"
         if verbose:
             print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {outcome}")
         return res.path
@@ -673,6 +711,7 @@ class Store:
         tmp = _temp_beside(target)
         etag = resp["ETag"]
         total = _object_size(resp)
+        digest = hashlib.md5(usedforsecurity=False) if _etag_is_md5(resp) else None
         try:
             with _s3_errors("download", res.bucket, res.key):
                 if total >= MULTIPART_THRESHOLD:
@@ -682,12 +721,20 @@ class Store:
                     with progress_bar(progress, total, 0, os.path.basename(target)) as tick:
                         subscribers = progress_subscribers(progress, tick)
                         self._transfer(client).download(res.bucket, res.key, tmp, subscribers=subscribers).result()
+                    if digest is not None:  # a large object sent in one piece: its ETag is still its MD5
+                        with open(tmp, "rb") as done:
+                            _copy_body(done, None, digest)
                 else:
                     with open(tmp, "wb") as out:
-                        _copy_body(resp["Body"], out)
+                        _copy_body(resp["Body"], out, digest)
                         if out.tell() < total:
                             rest = client.get_object(Bucket=res.bucket, Key=res.key, Range=f"bytes={out.tell()}-", IfMatch=etag)
-                            _copy_body(rest["Body"], out)
+                            _copy_body(rest["Body"], out, digest)
+            if digest is not None and digest.hexdigest() != etag.strip('"'):
+                raise DownloadError(
+                    f"Download of s3://{res.bucket}/{res.key} was corrupted in transit (MD5 {digest.hexdigest()} does not "
+                    f"match ETag {etag}); {target} was left as it was. Try again; if it persists, check proxies on the way."
+                )
             stamp = int(resp["LastModified"].timestamp())
             os.utime(tmp, (stamp, stamp))
             st = os.stat(tmp)
@@ -1007,10 +1054,21 @@ def _object_size(resp: dict[str, Any]) -> int:
     return int(resp["ContentLength"])
 
 
-def _copy_body(body: Any, out: Any) -> None:
-    """Stream a response body into an open file, a chunk at a time."""
-    for chunk in body.iter_chunks(_CHUNK):
-        out.write(chunk)
+def _copy_body(body: Any, out: Any, digest: Any = None) -> None:
+    """Stream a response body (or a file) into an open file and/or a hash, a chunk at a time."""
+    chunks = body.iter_chunks(_CHUNK) if hasattr(body, "iter_chunks") else iter(lambda: body.read(_CHUNK), b"")
+    for chunk in chunks:
+        if out is not None:
+            out.write(chunk)
+        if digest is not None:
+            digest.update(chunk)
+
+
+def _etag_is_md5(resp: dict[str, Any]) -> bool:
+    """Whether the object's ETag is the MD5 of its bytes (one-part upload, no KMS or customer key)."""
+    etag = resp["ETag"].strip('"')
+    encrypted = str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or resp.get("SSECustomerAlgorithm")
+    return len(etag) == 32 and "-" not in etag and not encrypted
 
 
 def _identity(client: Any) -> tuple[str, str | None]:
@@ -1089,6 +1147,11 @@ def _translate(exc: BaseException, action: str, bucket: str, key: str) -> S3bpEr
         return CredentialsError(
             f"Cannot {action} {where}: no usable AWS credentials. Configure them with `aws configure`, "
             f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE or the 'profile' config key)."
+        )
+    if isinstance(exc, bex.FlexibleChecksumError):
+        return DownloadError(
+            f"Cannot {action} {where}: the data was corrupted in transit ({exc}); the local file was left as it was. "
+            f"Try again; if it persists, check proxies on the way."
         )
     if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectionClosedError, bex.ReadTimeoutError, bex.ConnectTimeoutError)):
         return EndpointError(

@@ -25,6 +25,7 @@ __all__ = [
     "MissingDependencyError",
     "ConfigError",
     "ConflictError",
+    "OfflineWarning",
 ]
 
 
@@ -111,6 +112,10 @@ class ConflictError(S3bpError):
     def __init__(self, message: str, path: str | None = None, bucket: str | None = None, key: str | None = None):
         super().__init__(message)
         self.path, self.bucket, self.key = path, bucket, key
+
+
+class OfflineWarning(UserWarning):
+    """S3 could not be reached, so a local copy that may be out of date was loaded."""
 
 
 def describe_client_error(

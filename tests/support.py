@@ -64,7 +64,8 @@ class FaultProxy:
     Each accepted connection takes the next scripted action (default
     ``"pass"``): ``"pass"`` pipes bytes to the upstream; ``"reset"`` pipes the
     request, then resets the connection before answering; ``"delay:S"``
-    waits S seconds, then pipes; an int answers that HTTP status with an S3
+    waits S seconds, then pipes; ``("replace", OLD, NEW)`` pipes but swaps
+    the bytes OLD for NEW in what the upstream answers; an int answers that HTTP status with an S3
     error body (503 is ``SlowDown``, 403 ``AccessDenied``, 500
     ``InternalError``). ``off()`` closes the listening socket so connections
     are refused; ``on()`` listens again on the same port.
@@ -160,6 +161,8 @@ class FaultProxy:
             elif action == "reset":
                 _read_request(conn)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif isinstance(action, tuple) and action[0] == "replace":
+                self._pipe(conn, action[1], action[2])
             else:
                 if isinstance(action, str) and action.startswith("delay:"):
                     time.sleep(float(action.split(":", 1)[1]))
@@ -175,7 +178,7 @@ class FaultProxy:
         head = f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         conn.sendall(head.encode() + body)
 
-    def _pipe(self, conn: socket.socket) -> None:
+    def _pipe(self, conn: socket.socket, old: bytes = b"", new: bytes = b"") -> None:
         up = socket.create_connection(self.upstream, timeout=30)
 
         def pump(src, dst):
@@ -184,6 +187,8 @@ class FaultProxy:
                     data = src.recv(65536)
                     if not data:
                         break
+                    if old and src is up:
+                        data = data.replace(old, new)
                     dst.sendall(data)
             except OSError:
                 pass
