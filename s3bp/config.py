@@ -7,6 +7,7 @@ The file is read again only when its stat changes, and written atomically
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -112,7 +113,7 @@ def _check_field(field: str, value: Any, source: str) -> Any:
             raise wrong("a whole number of at least 1")
         return value
     if field == "max_age":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise wrong("a number of seconds, 0 or more")
         return value
     if field in _CHOICES:
@@ -120,7 +121,7 @@ def _check_field(field: str, value: Any, source: str) -> Any:
             raise wrong("one of " + ", ".join(_CHOICES[field]))
         return value
     if field in ("connect_timeout", "read_timeout"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise wrong("a number of seconds above 0")
         return value
     if field == "upload_args":

@@ -160,7 +160,7 @@ def test_four_processes_share_keys_mappings_and_state(tmp_path, bucket, raw, end
         for n in range(4)
     ]
     results = [p.communicate(timeout=240) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    for _out, err, code in results:
         assert code == 0, err
     mapping = s3bp.get_default_store().settings()["base_dir_to_bucket_map"]
     assert mapping == {str(tmp_path / "shared-a"): bucket, str(tmp_path / "shared-b"): bucket}  # none lost, no scratch left

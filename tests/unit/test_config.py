@@ -6,8 +6,11 @@ import multiprocessing
 import os
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from s3bp.config import ConfigFile, config_path, state_dir, validate
+from s3bp.config import DEFAULTS, ConfigFile, config_path, state_dir, validate
 from s3bp.errors import ConfigError
 
 
@@ -74,3 +77,37 @@ def test_concurrent_processes_lose_no_mapping(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert len(ConfigFile(path).read()["base_dir_to_bucket_map"]) == 60
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from([*DEFAULTS, "bukket"]) | st.text(max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.dictionaries(field_names, yaml_values, max_size=5) | yaml_values)
+def test_any_yaml_document_is_read_or_refused_with_config_error(tmp_path_factory, doc):
+    path = tmp_path_factory.mktemp("fuzz") / "config.yml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        data = ConfigFile(path).read()
+    except ConfigError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert set(data) == set(DEFAULTS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=200))
+def test_any_text_is_read_or_refused_with_config_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "config.yml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    before = path.read_bytes()
+    try:
+        ConfigFile(path).read()
+    except ConfigError:
+        pass
+    assert path.read_bytes() == before  # never rewritten by reading

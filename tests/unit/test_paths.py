@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from s3bp.errors import InvalidBucketNameError, InvalidPathError, NoBucketError
 from s3bp.paths import check_bucket_name, contains, normalize, resolve
+from s3bp.tree import key_parts
 
 
 def test_base_name_key_with_explicit_bucket():
@@ -98,3 +99,6 @@ def test_key_lies_under_the_deepest_containing_base_dir(bases, tail, pick):
     assert r.base_dir == deepest and r.bucket == mappings[deepest]
     assert r.key == os.path.basename(deepest) + "/" + os.path.relpath(path, deepest)
     assert ".." not in r.key.split("/") and "" not in r.key.split("/")
+    # and a pull of that key lands back on the same path
+    name = os.path.basename(deepest) + "/"
+    assert os.path.join(deepest, *key_parts(r.key, name)) == path
