@@ -46,7 +46,12 @@ def test_invalid_bucket_names_before_any_request(tmp_path, name, requests_log):
 
 @pytest.mark.parametrize(
     "serializer, match",
-    [("not a format", "Unknown format"), (42, "must be a callable"), (lambda obj, path: None, "wrote no file"), (lambda obj, path: 1 / 0, "ZeroDivisionError")],
+    [
+        ("not a format", "Unknown format"),
+        (42, "must be a callable"),
+        (lambda obj, path: None, "wrote no file"),
+        (lambda obj, path: 1 / 0, "ZeroDivisionError"),
+    ],
 )
 def test_bad_serializers_leave_the_old_file(tmp_path, bucket, raw, serializer, match):
     path = tmp_path / "x.pkl"
