@@ -393,16 +393,15 @@ class Store:
         record = db.record(entry.path) if entry.conflict == "raise" else None
         if record is not None and (record.endpoint, record.bucket, record.key) != entry.object_id:
             record = None
-        expected = record.etag if record is not None else None
         with _s3_errors("upload", entry.bucket, entry.key, passthrough=ClientError):
             try:
-                etag = self._put(client, entry, extra, expected)
+                etag = self._put(client, entry, extra, record)
             except ClientError as exc:
                 code = _error_code(exc)
-                if expected is None or code not in ("PreconditionFailed", "412", "NoSuchKey", "404", "NotImplemented", "501"):
+                if record is None or code not in ("PreconditionFailed", "412", "NoSuchKey", "404", "NotImplemented", "501"):
                     raise _translate(exc, "upload", entry.bucket, entry.key) from exc
                 current = _head_or_none(client, entry.bucket, entry.key)
-                if current is None or current["ETag"] == expected:
+                if current is None or current["ETag"] == record.etag:
                     # Deleted in S3 meanwhile, or an endpoint without conditional writes whose copy is still ours.
                     etag = self._put(client, entry, extra, None)
                 else:
@@ -414,7 +413,7 @@ class Store:
                     if db.newest_upload(*entry.object_id) >= entry.seq:
                         etag = latest.etag
                     else:
-                        etag = self._put(client, entry, extra, latest.etag)
+                        etag = self._put(client, entry, extra, latest)
         return SyncRecord(
             path=entry.path,
             endpoint=entry.endpoint,
@@ -427,16 +426,16 @@ class Store:
             saved_ns=entry.seq,
         )
 
-    def _put(self, client: Any, entry: JournalEntry, extra: dict[str, Any], expected: str | None) -> str:
-        """PUT the snapshot (in parts if large), only over ETag ``expected`` when given; return the new ETag."""
+    def _put(self, client: Any, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None) -> str:
+        """PUT the snapshot (in parts if large), only over the version ``over`` records when given; return the new ETag."""
         if entry.size < MULTIPART_THRESHOLD:
-            condition = {"IfMatch": expected} if expected else {}
+            condition = {"IfMatch": over.etag} if over is not None else {}
             with open(entry.spool, "rb") as body:
                 return client.put_object(Bucket=entry.bucket, Key=entry.key, Body=body, **extra, **condition)["ETag"]
-        if expected is not None:
+        if over is not None:
             current = _head_or_none(client, entry.bucket, entry.key)
-            if current is not None and current["ETag"] != expected:
-                raise _conflict(entry, None, current)
+            if current is not None and current["ETag"] != over.etag:
+                raise _conflict(entry, over, current)
         try:
             self._transfer(client).upload(entry.spool, entry.bucket, entry.key, extra_args=extra).result()
         except RuntimeError:
@@ -701,8 +700,9 @@ class Store:
         ``resp`` holds the first bytes. A small object is complete; a medium one
         gets its rest in one more GET of the same version; a large one goes
         through s3transfer (concurrent ranged GETs), with a progress bar where
-``progress`` (default: on a terminal) says so. A ``target`` other than
-        ``res.path`` gets the bytes but no sync record. With ``expect`` (a
+        ``progress`` (default: on a terminal) says so. The bytes are checked
+        against an MD5 ETag. The caller stores the record (none is kept for a
+        ``target`` other than ``res.path``). With ``expect`` (a
         :class:`LocalStat` or None), a target that no longer matches it is left
         alone and :class:`ConflictError` raised.
         """

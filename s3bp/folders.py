@@ -202,7 +202,7 @@ def run(
         act = action(f.state, operation, delete)
         todo.setdefault(act, []).append(f)
         if act is Action.NOTHING:
-            _note_untouched(report, f, operation)
+            _note_untouched(report, f)
     uploads, downloads = todo.get(Action.UPLOAD, []), todo.get(Action.DOWNLOAD, [])
     conflicts = todo.get(Action.CONFLICT, [])
     report.conflicts = [f.path for f in conflicts]
@@ -238,15 +238,15 @@ def run(
     return report
 
 
-def _note_untouched(report: FolderReport, f: FileState, operation: str) -> None:
+def _note_untouched(report: FolderReport, f: FileState) -> None:
     """Count a file the operation leaves alone, saying why where it is worth knowing."""
     reasons = {
         State.REMOTE_NEWER: "S3 has a newer version; pull it",
         State.REMOTE_ONLY: "only in S3; pull it",
         State.LOCAL_NEWER: "the local file is newer; push it",
         State.LOCAL_ONLY: "only local; push it",
-        State.LOCAL_DELETED: f"deleted locally; `{operation} --delete` deletes it in S3" if operation != "pull" else "",
-        State.REMOTE_DELETED: "deleted in S3; `pull --delete` deletes it here",
+        State.LOCAL_DELETED: "deleted locally; `push --delete` deletes it in S3",  # only push leaves it alone
+        State.REMOTE_DELETED: "deleted in S3; `pull --delete` deletes it here",  # only pull leaves it alone
         State.PENDING: "a save of it is waiting in the upload queue",
     }
     reason = reasons.get(f.state)

@@ -17,7 +17,7 @@ def wanted(flag: bool | None) -> bool:
 
 @contextlib.contextmanager
 def bar(flag: bool | None, total: int, files: int, desc: str) -> Iterator[Callable[[int], None]]:
-    """A thread-safe byte counter; ``tick(n)`` after each file (``files`` > 1) or each chunk (``files`` == 0)."""
+    """A thread-safe byte counter: ``tick(n)`` after each of ``files`` files, or after each chunk of one transfer (``files=0``)."""
     if not wanted(flag) or not total and not files:
         yield lambda n: None
         return
