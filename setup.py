@@ -10,6 +10,7 @@ PANDAS = ["pandas>=2.0", "pyarrow>=14", "feather-format>=0.4"]
 EXCEL = ["openpyxl>=3.1"]
 DEMO = ["moto[server]>=5.0"]
 BENCH = ["waitress>=2.1"]
+POLARS = ["polars>=1.0"]
 
 setup(
     name="s3bp",
@@ -25,9 +26,10 @@ setup(
     extras_require={
         "pandas": PANDAS,
         "excel": EXCEL,
+        "polars": POLARS,
         "demo": DEMO,
         "bench": PANDAS + DEMO + BENCH,
-        "dev": PANDAS + EXCEL + DEMO + BENCH + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+        "dev": PANDAS + EXCEL + POLARS + DEMO + BENCH + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
     },
     entry_points={"console_scripts": ["s3bp = s3bp.cli:main"]},
     classifiers=[

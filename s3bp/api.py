@@ -102,10 +102,13 @@ def load_dataframe(
     max_age: float | None = None,
     *,
     offline: str | None = None,
+    backend: str = "pandas",
     **reader_kwargs: Any,
 ) -> Any:
     """Load a DataFrame from the local file if current, else from S3 (see :meth:`Store.load_dataframe`)."""
-    return get_default_store().load_dataframe(filepath, bucket_name, format, namekey, verbose, max_age, offline=offline, **reader_kwargs)
+    return get_default_store().load_dataframe(
+        filepath, bucket_name, format, namekey, verbose, max_age, offline=offline, backend=backend, **reader_kwargs
+    )
 
 
 def upload_file(

@@ -519,7 +519,8 @@ class Store:
         Parameters
         ----------
         df
-            The DataFrame.
+            A pandas DataFrame, or a polars one (written by polars itself:
+            parquet, feather or csv).
         filepath, bucket_name, namekey, wait, conflict, extra_args
             As for :meth:`save_object`.
         format
@@ -538,7 +539,10 @@ class Store:
         MissingDependencyError
             When the format's engine is not installed (naming the extra).
         """
-        write = self._frame_function(filepath, bucket_name, namekey, format, writer_kwargs, "serializer")
+        from .frames import is_polars
+
+        backend = "polars" if is_polars(df) else "pandas"
+        write = self._frame_function(filepath, bucket_name, namekey, format, writer_kwargs, "serializer", backend)
         return self.save_object(df, filepath, bucket_name, write, namekey, wait, conflict=conflict, extra_args=extra_args)
 
     def load_dataframe(
@@ -551,6 +555,7 @@ class Store:
         max_age: float | None = None,
         *,
         offline: str | None = None,
+        backend: str = "pandas",
         **reader_kwargs: Any,
     ) -> Any:
         """Load a DataFrame, from the local file when it is current, else from S3.
@@ -561,23 +566,29 @@ class Store:
             As for :meth:`load_object`.
         format
             A format name (case-insensitive); default: from the file's suffix, else ``"csv"``.
+        backend
+            ``"pandas"`` or ``"polars"`` (parquet, feather and csv; needs ``s3bp[polars]``).
         **reader_kwargs
             Passed to the format's reader (e.g. ``columns=``, ``sheet_name=``).
 
         Returns
         -------
-        pandas.DataFrame
+        pandas.DataFrame or polars.DataFrame
         """
-        read = self._frame_function(filepath, bucket_name, namekey, format, reader_kwargs, "deserializer")
+        read = self._frame_function(filepath, bucket_name, namekey, format, reader_kwargs, "deserializer", backend)
         return self.load_object(filepath, bucket_name, read, namekey, verbose, max_age, offline=offline)
 
     def _frame_function(
-        self, filepath: Any, bucket_name: str | None, namekey: bool | None, format: str | None, kwargs: dict, role: str
+        self, filepath: Any, bucket_name: str | None, namekey: bool | None, format: str | None, kwargs: dict, role: str, backend: str
     ) -> Any:
-        """The format's serializer or deserializer for a DataFrame file, with the caller's keyword arguments bound."""
+        """The format's serializer or deserializer for a DataFrame file and backend, with the caller's keyword arguments bound."""
+        from .frames import BACKENDS, polars_function
+
+        if backend not in BACKENDS:
+            raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
         path = self.resolve(filepath, bucket_name, namekey).path
         fmt = frame_format(path, kwargs.pop("dformat", None) if format is None else format)
-        function = getattr(fmt, role)
+        function = polars_function(fmt.name, role) if backend == "polars" else getattr(fmt, role)
         return functools.partial(function, **kwargs) if kwargs else function
 
     def download_file(

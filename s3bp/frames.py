@@ -139,3 +139,46 @@ def _drop_time_zones(df: Any) -> Any:
     if index_zoned:
         df.index = df.index.tz_convert("UTC").tz_localize(None)
     return df
+
+
+# -- polars ---------------------------------------------------------------------
+#
+# polars frames go through polars' own writers and readers (no pandas on the
+# way): parquet and feather (Arrow IPC) keep every dtype; CSV keeps values and
+# column names, dtypes as polars infers them on reading.
+
+_POLARS = {
+    "parquet": ("write_parquet", "read_parquet"),
+    "feather": ("write_ipc", "read_ipc"),
+    "csv": ("write_csv", "read_csv"),
+}
+
+#: The DataFrame backends ``save_dataframe``/``load_dataframe`` accept.
+BACKENDS = ("pandas", "polars")
+
+
+def is_polars(df: Any) -> bool:
+    """Whether ``df`` is a polars DataFrame (checked without importing polars)."""
+    return type(df).__module__.split(".")[0] == "polars"
+
+
+def polars_function(fmt: str, role: str) -> Any:
+    """polars' writer (``role="serializer"``) or reader for format ``fmt``.
+
+    Raises
+    ------
+    UnknownFormatError
+        When polars has no engine for ``fmt`` here.
+    MissingDependencyError
+        When polars is not installed.
+    """
+    from .errors import UnknownFormatError
+
+    if fmt not in _POLARS:
+        raise UnknownFormatError(
+            f"The {fmt!r} format has no polars backend; with backend='polars' use one of {', '.join(sorted(_POLARS))}."
+        )
+    writer, reader = _POLARS[fmt]
+    if role == "serializer":
+        return lambda df, filepath, **kwargs: getattr(df, writer)(filepath, **kwargs)
+    return getattr(need("polars", "polars", fmt), reader)
