@@ -726,11 +726,11 @@ class Store:
         try:
             with _s3_errors("download", res.bucket, res.key):
                 if total >= MULTIPART_THRESHOLD:
-                    # Should the object change meanwhile, the record keeps the older
-                    # ETag, so the next load fetches again.
+                    # s3transfer is told the size and ETag the first GET saw: it skips its
+                    # HEAD and sends every part with IfMatch, so all parts are of that version.
                     resp["Body"].close()
                     with progress_bar(progress, total, 0, os.path.basename(target)) as tick:
-                        subscribers = progress_subscribers(progress, tick)
+                        subscribers = [_known_object(total, etag), *(progress_subscribers(progress, tick) or ())]
                         self._transfer(client).download(res.bucket, res.key, tmp, subscribers=subscribers).result()
                     if digest is not None:  # a large object sent in one piece: its ETag is still its MD5
                         with open(tmp, "rb") as done:
@@ -1006,6 +1006,18 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _known_object(size: int, etag: str) -> Any:
+    """An s3transfer subscriber that hands a download the object's size and ETag (so it needs no HEAD)."""
+    from s3transfer.subscribers import BaseSubscriber
+
+    class _Known(BaseSubscriber):
+        def on_queued(self, future: Any, **kwargs: Any) -> None:
+            future.meta.provide_transfer_size(size)
+            future.meta.provide_object_etag(etag)
+
+    return _Known()
 
 
 def _head_or_none(client: Any, bucket: str, key: str) -> dict[str, Any] | None:

@@ -63,7 +63,7 @@ def _to_table(df: Any, fmt: str) -> Any:
 def _from_table(table: Any) -> Any:
     """The DataFrame of an Arrow table written by :func:`_to_table`."""
     meta = table.schema.metadata or {}
-    df = table.to_pandas(split_blocks=True, self_destruct=True)
+    df = table.to_pandas()
     if _LABELS_KEY in meta:
         df.columns = _decode_labels(meta[_LABELS_KEY], df.columns)
     return df
