@@ -248,10 +248,7 @@ class UploadQueue:
     def _discard(self, entry: JournalEntry) -> None:
         """Forget a superseded entry: its journal row and its snapshot."""
         self._db.remove_entry(entry.id)
-        try:
-            os.unlink(entry.spool)
-        except FileNotFoundError:
-            pass
+        _unlink(entry.spool)
 
     def drop_idle(self, entries: list[JournalEntry]) -> None:
         """Forget those of ``entries`` that are not queued or in flight (e.g. failed in a conflict)."""
@@ -280,14 +277,19 @@ class UploadQueue:
         """Upload one job and settle everything that waits on it."""
         entry = job.entry
         error: BaseException | None = None
+        completed = False
         try:
             # A recorded upload at least as new means this save is already superseded (or done).
             if self._db.newest_upload(*entry.object_id) < entry.seq:
-                self._db.complete_upload(self._upload(entry), entry.id)
+                self._db.complete_upload(self._upload(entry), entry.id)  # drops the journal row too
+                completed = True
         except BaseException as exc:  # noqa: B036 - recorded and re-raised to waiters
             error = exc
         if error is None:
-            self._discard(entry)
+            if completed:
+                _unlink(entry.spool)
+            else:
+                self._discard(entry)
             self._discard_older(entry)
         elif any(e.seq > entry.seq for e in self._db.siblings(entry)):
             self._discard(entry)  # a newer save of the object is journaled: it answers for this one
@@ -516,3 +518,11 @@ def _describe(error: BaseException, entry: JournalEntry) -> str:
     target = f"s3://{entry.bucket}/{entry.key}"
     text = str(error) or type(error).__name__
     return text if target in text else f"{target}: {text}"
+
+
+def _unlink(path: str) -> None:
+    """Delete a spool file if it is still there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
