@@ -728,7 +728,7 @@ class Store:
                 if total >= MULTIPART_THRESHOLD:
                     # s3transfer is told the size and ETag the first GET saw: it skips its
                     # HEAD and sends every part with IfMatch, so all parts are of that version.
-                    resp["Body"].close()
+                    resp["Body"].read()  # drain it: the connection goes back to the pool
                     with progress_bar(progress, total, 0, os.path.basename(target)) as tick:
                         subscribers = [_known_object(total, etag), *(progress_subscribers(progress, tick) or ())]
                         self._transfer(client).download(res.bucket, res.key, tmp, subscribers=subscribers).result()
