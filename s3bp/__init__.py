@@ -40,6 +40,7 @@ _LAZY = {
     "FolderReport": "folders",
     "formats": "serializers",
     "register_format": "serializers",
+    "unregister_format": "serializers",
 }
 
 
@@ -86,6 +87,7 @@ __all__ = [
     "set_default_store",
     "set_max_workers",
     "sync",
+    "unregister_format",
     "unset_default_bucket",
     "upload_file",
 ]

@@ -82,6 +82,11 @@ def register_format(
     return fmt
 
 
+def unregister_format(name: str) -> Format | None:
+    """Remove the format called ``name`` (case-insensitive) from the registry; return it, or None if there was none."""
+    return _REGISTRY.pop(str(name).lower(), None)
+
+
 def formats() -> Mapping[str, Format]:
     """The registered formats, by name (a read-only view)."""
     return _FORMATS
