@@ -58,7 +58,9 @@ def save_object(
     extra_args: dict[str, Any] | None = None,
 ) -> UploadFuture:
     """Write ``obj`` to ``filepath`` and upload it to S3 (see :meth:`Store.save_object`)."""
-    return get_default_store().save_object(obj, filepath, bucket_name, serializer, namekey, wait, conflict=conflict, extra_args=extra_args)
+    return get_default_store().save_object(
+        obj, filepath, bucket_name=bucket_name, serializer=serializer, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args
+    )
 
 
 def load_object(
@@ -72,7 +74,9 @@ def load_object(
     offline: str | None = None,
 ) -> Any:
     """Load an object from the local file if current, else from S3 (see :meth:`Store.load_object`)."""
-    return get_default_store().load_object(filepath, bucket_name, deserializer, namekey, verbose, max_age, offline=offline)
+    return get_default_store().load_object(
+        filepath, bucket_name=bucket_name, deserializer=deserializer, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline
+    )
 
 
 def save_dataframe(
@@ -89,7 +93,15 @@ def save_dataframe(
 ) -> UploadFuture:
     """Write a DataFrame in a registered format and upload it (see :meth:`Store.save_dataframe`)."""
     return get_default_store().save_dataframe(
-        df, filepath, bucket_name, format, namekey, wait, conflict=conflict, extra_args=extra_args, **writer_kwargs
+        df,
+        filepath,
+        bucket_name=bucket_name,
+        format=format,
+        namekey=namekey,
+        wait=wait,
+        conflict=conflict,
+        extra_args=extra_args,
+        **writer_kwargs,
     )
 
 
@@ -107,7 +119,15 @@ def load_dataframe(
 ) -> Any:
     """Load a DataFrame from the local file if current, else from S3 (see :meth:`Store.load_dataframe`)."""
     return get_default_store().load_dataframe(
-        filepath, bucket_name, format, namekey, verbose, max_age, offline=offline, backend=backend, **reader_kwargs
+        filepath,
+        bucket_name=bucket_name,
+        format=format,
+        namekey=namekey,
+        verbose=verbose,
+        max_age=max_age,
+        offline=offline,
+        backend=backend,
+        **reader_kwargs,
     )
 
 
@@ -121,7 +141,7 @@ def upload_file(
     extra_args: dict[str, Any] | None = None,
 ) -> UploadFuture:
     """Upload an existing local file (see :meth:`Store.upload_file`)."""
-    return get_default_store().upload_file(filepath, bucket_name, namekey, wait, conflict=conflict, extra_args=extra_args)
+    return get_default_store().upload_file(filepath, bucket_name=bucket_name, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args)
 
 
 def download_file(
@@ -134,7 +154,7 @@ def download_file(
     offline: str | None = None,
 ) -> str:
     """Bring the local file up to date with S3 (see :meth:`Store.download_file`)."""
-    return get_default_store().download_file(filepath, bucket_name, namekey, verbose, max_age, offline=offline)
+    return get_default_store().download_file(filepath, bucket_name=bucket_name, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline)
 
 
 def set_default_bucket(name: str) -> None:
@@ -164,7 +184,7 @@ def set_max_workers(n: int) -> None:
 
 def flush(timeout: float | None = None) -> None:
     """Upload everything queued or left journaled, and wait; raise one :class:`~s3bp.errors.UploadError` for all failures."""
-    get_default_store().flush(timeout)
+    get_default_store().flush(timeout=timeout)
 
 
 def pending_uploads() -> list[PendingUpload]:
@@ -196,4 +216,4 @@ def ls(directory: str | os.PathLike[str]) -> list[FileState]:
 
 def resolve_conflict(filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
     """Settle a conflict for one file: ``keep="local"`` uploads yours, ``"remote"`` takes S3's (see :meth:`Store.resolve_conflict`)."""
-    get_default_store().resolve_conflict(filepath, keep, bucket_name, namekey)
+    get_default_store().resolve_conflict(filepath, keep=keep, bucket_name=bucket_name, namekey=namekey)

@@ -7,6 +7,7 @@ The file is read again only when its stat changes, and written atomically
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -14,7 +15,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from . import paths
+from .errors import ConfigError, InvalidPathError
+
+logger = logging.getLogger("s3bp")
 
 DEFAULTS: dict[str, Any] = {
     "default_bucket": None,
@@ -218,6 +222,48 @@ class ConfigFile:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         return data
+
+
+    def set_default_bucket(self, bucket: str | None) -> None:
+        """Use ``bucket`` when no bucket is given or mapped (None: forget it)."""
+        if bucket is not None:
+            paths.check_bucket_name(bucket)
+        self.update(lambda d: d.__setitem__("default_bucket", bucket))
+
+    def map_directory(self, directory: str | os.PathLike[str], bucket: str) -> None:
+        """Map ``directory`` (and everything below it) to ``bucket``.
+
+        Raises
+        ------
+        InvalidPathError
+            When ``directory`` is the root directory or an existing file.
+        """
+        norm = paths.normalize(directory)
+        paths.check_bucket_name(bucket)
+        if os.path.dirname(norm) == norm:
+            raise InvalidPathError(f"Cannot map {norm!r}: the root directory cannot be a base directory.")
+        if os.path.isfile(norm):
+            raise InvalidPathError(f"Cannot map {norm!r}: it is a file; map the directory that holds it.")
+
+        def change(data: dict[str, Any]) -> None:
+            mapping = paths.normalize_mappings(data["base_dir_to_bucket_map"])
+            if mapping.get(norm) not in (None, bucket):
+                logger.warning("s3bp: %s was mapped to %s; now mapped to %s", norm, mapping[norm], bucket)
+            mapping[norm] = bucket
+            data["base_dir_to_bucket_map"] = mapping
+
+        self.update(change)
+
+    def unmap_directory(self, directory: str | os.PathLike[str]) -> None:
+        """Remove the mapping of ``directory``; a no-op if it is not mapped."""
+        norm = paths.normalize(directory)
+
+        def change(data: dict[str, Any]) -> None:
+            mapping = paths.normalize_mappings(data["base_dir_to_bucket_map"])
+            mapping.pop(norm, None)
+            data["base_dir_to_bucket_map"] = mapping
+
+        self.update(change)
 
 
 def _make_private_dir(path: Path) -> None:

@@ -3,28 +3,30 @@
 A folder is surveyed once (a walk of the local tree, one listing per bucket
 prefix, the sync records and the upload journal), every file is classified
 by :func:`s3bp.tree.classify`, and the operation acts on what the
-classification says. Uploads go through the store's upload queue, downloads
-run on a thread pool sharing the store's client.
+classification says. The store hands over a :class:`FolderOps` bundle of
+operations: uploads go through the same journal as a save, downloads run on
+a thread pool through the same code as a load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import paths
 from .errors import ConflictError, InvalidPathError, S3bpError
-from .freshness import LocalStat, SyncRecord
+from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
+from .localfiles import file_md5, local_stat
 from .progress import bar
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts
 
 if TYPE_CHECKING:
-    from .core import Store
+    from .index import StateDB
+    from .uploads import UploadFuture
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,38 @@ class FolderReport:
         return f"{self.operation} {self.directory}: " + ", ".join(parts) + f" ({_human(self.bytes)})"
 
 
-def survey(store: Store, directory: str | os.PathLike[str]) -> tuple[list[FileState], list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class FolderOps:
+    """What a folder operation may do, handed to it by the store (never the store itself).
+
+    ``resolve(path)`` gives a path's :class:`~s3bp.paths.Resolution` as a save
+    would; ``list(bucket, prefix)`` the objects under a prefix;
+    ``download(path, bucket, key, target=..., expect=...)`` writes an object to
+    ``target`` (default ``path``) and returns the sync record of what it
+    wrote, refusing with :class:`ConflictError` when ``path`` no longer
+    matches ``expect``; ``delete(bucket, key)`` deletes one object;
+    ``journal(path, bucket, key, wait)`` queues an upload exactly as a save
+    does (same options, same journal).
+    """
+
+    mappings: Mapping[str, str]
+    endpoint: str
+    db: StateDB
+    workers: int
+    resolve: Callable[[str], paths.Resolution]
+    list: Callable[[str, str], Iterable[Remote]]
+    download: Callable[..., SyncRecord]
+    delete: Callable[[str, str], None]
+    journal: Callable[[str, str, str, bool], UploadFuture]
+
+
+def survey(ops: FolderOps, directory: str | os.PathLike[str]) -> tuple[list[FileState], list[tuple[str, str]]]:
     """Classify every file under a mapped directory, locally and in S3.
 
     Parameters
     ----------
-    store
-        The store whose configuration, client and state are used.
+    ops
+        The store's operations.
     directory
         A mapped base directory or a directory below one; it need not exist yet.
 
@@ -107,85 +134,108 @@ def survey(store: Store, directory: str | os.PathLike[str]) -> tuple[list[FileSt
     top = paths.normalize(directory)
     if os.path.isfile(top):
         raise InvalidPathError(f"Cannot sync {top}: it is a file. Give a mapped directory, or use save/load for one file.")
-    store.settings()
-    mappings = store._mappings
-    base = paths.deepest_base_dir(top, mappings)
+    base = paths.deepest_base_dir(top, ops.mappings)
     if base is None:
         raise InvalidPathError(
             f"Cannot sync {top}: it is not under a mapped base directory. Map it first with `s3bp map {top} BUCKET`."
         )
-    client = store.client()
-    endpoint = client.meta.endpoint_url
-    db, _ = store._state()
-    skipped: list[tuple[str, str]] = []
-    ignores: dict[str, Ignore] = {}
+    scope = _Scope(ops)
+    # Journal first, then S3, then records: an upload finishing meanwhile is seen as pending or as done, never as neither.
+    pending = ops.db.pending_under(top, os.sep)
+    local = _local_side(scope, top)
+    remote = _remote_side(scope, top, base)
+    records = {r.path: r for r in ops.db.records_under(top, os.sep)}
+    return _classify_all(scope, local, remote, records, pending), scope.skipped
 
-    def ignored(res: paths.Resolution) -> bool:
-        assert res.base_dir is not None
-        if res.base_dir not in ignores:
-            ignores[res.base_dir] = Ignore.for_base_dir(res.base_dir)
-        return ignores[res.base_dir](os.path.relpath(res.path, res.base_dir).replace(os.sep, "/"))
 
-    def resolve(path: str) -> paths.Resolution | None:
+class _Scope:
+    """The survey's shared bits: resolution with skip reasons, and ignore rules per base directory."""
+
+    def __init__(self, ops: FolderOps):
+        self.ops = ops
+        self.skipped: list[tuple[str, str]] = []
+        self._ignores: dict[str, Ignore] = {}
+
+    def resolve(self, path: str) -> paths.Resolution | None:
+        """The resolution of a path under a base directory, or None (noting why when it is an error)."""
         try:
-            res = store.resolve(path)
+            res = self.ops.resolve(path)
         except S3bpError as exc:
-            skipped.append((path, str(exc)))
+            self.skipped.append((path, str(exc)))
             return None
         return res if res.base_dir is not None else None
 
-    # Journal first, then S3, then records: an upload finishing meanwhile is seen as pending or as done, never as neither.
-    pending = db.pending_under(top, os.sep)
-    local: dict[str, tuple[paths.Resolution, LocalStat]] = {}
-    for path, stat in _walk(top, skipped):
-        res = resolve(path)
-        if res is not None and not ignored(res):
-            local[path] = (res, stat)
+    def ignored(self, res: paths.Resolution) -> bool:
+        """Whether the base directory's ignore rules skip this file."""
+        assert res.base_dir is not None
+        if res.base_dir not in self._ignores:
+            self._ignores[res.base_dir] = Ignore.for_base_dir(res.base_dir)
+        return self._ignores[res.base_dir](os.path.relpath(res.path, res.base_dir).replace(os.sep, "/"))
 
-    remote: dict[str, tuple[paths.Resolution, Remote]] = {}
+
+def _local_side(scope: _Scope, top: str) -> dict[str, tuple[paths.Resolution, LocalStat]]:
+    """Every local file under ``top`` that is not ignored, with its resolution and stat."""
+    local = {}
+    for path, stat in _walk(top, scope.skipped):
+        res = scope.resolve(path)
+        if res is not None and not scope.ignored(res):
+            local[path] = (res, stat)
+    return local
+
+
+def _remote_side(scope: _Scope, top: str, base: str) -> dict[str, tuple[paths.Resolution, Remote]]:
+    """Every object that belongs under ``top`` (one listing per mapped directory involved), by local path."""
+    mappings = scope.ops.mappings
+    remote = {}
     roots = [base] + sorted(d for d in mappings if d != top and paths.contains(top, d))
     for root in roots:
         bucket = mappings[root]
         name_prefix = paths.base_dir_key(root, root) + "/"
         start = top if root == base else root
-        listing_prefix = paths.base_dir_key(root, start) + "/"
-        for obj in store._list(client, bucket, listing_prefix):
+        for obj in scope.ops.list(bucket, paths.base_dir_key(root, start) + "/"):
             if obj.key.endswith("/") and obj.size == 0:
                 continue  # a "folder" marker made by a console
             parts = key_parts(obj.key, name_prefix)
             if parts is None:
-                skipped.append((f"s3://{bucket}/{obj.key}", "unsafe key: it would leave the base directory; not written"))
+                scope.skipped.append((f"s3://{bucket}/{obj.key}", "unsafe key: it would leave the base directory; not written"))
                 continue
             path = os.path.join(root, *parts)
-            res = resolve(path)
-            if res is None or (res.bucket, res.key) != (bucket, obj.key) or ignored(res):
+            res = scope.resolve(path)
+            if res is None or (res.bucket, res.key) != (bucket, obj.key) or scope.ignored(res):
                 continue  # belongs to a deeper mapping, or ignored
             if not _inside(path, root):
-                skipped.append((path, "a directory on its way is a symlink out of the base directory; not written"))
+                scope.skipped.append((path, "a directory on its way is a symlink out of the base directory; not written"))
                 continue
             remote[path] = (res, obj)
+    return remote
 
-    records = {r.path: r for r in db.records_under(top, os.sep)}
+
+def _classify_all(
+    scope: _Scope,
+    local: dict[str, tuple[paths.Resolution, LocalStat]],
+    remote: dict[str, tuple[paths.Resolution, Remote]],
+    records: dict[str, SyncRecord],
+    pending: set[str],
+) -> list[FileState]:
+    """The state of every path seen on either side or in the records, sorted by path."""
     files = []
     for path in sorted(set(local) | set(remote) | set(records)):
         stat = local[path][1] if path in local else None
         obj = remote[path][1] if path in remote else None
-        res = local[path][0] if path in local else remote[path][0] if path in remote else resolve(path)
+        res = local[path][0] if path in local else remote[path][0] if path in remote else scope.resolve(path)
         if res is None:
             continue
-        record = records.get(path)
-        if record is not None and (record.endpoint, record.bucket, record.key) != (endpoint, res.bucket, res.key):
-            record = None
+        record = record_of(records.get(path), scope.ops.endpoint, res.bucket, res.key)
         if record is None and stat is None and obj is None:
             continue
         compared: list[bool] = []
         state = classify(stat, record, obj, pending=path in pending, same_content=_comparer(path, obj, compared))
         files.append(FileState(path, res.bucket, res.key, state, stat, obj, record, bool(compared and compared[0])))
-    return files, skipped
+    return files
 
 
 def run(
-    store: Store,
+    ops: FolderOps,
     operation: str,
     directory: str | os.PathLike[str],
     *,
@@ -195,7 +245,7 @@ def run(
     progress: bool | None = None,
 ) -> FolderReport:
     """Carry out ``push``, ``pull`` or ``sync`` on a directory; see :meth:`s3bp.core.Store.push`."""
-    files, skipped = survey(store, directory)
+    files, skipped = survey(ops, directory)
     report = FolderReport(operation, paths.normalize(directory), dry_run, skipped=skipped)
     todo: dict[Action, list[FileState]] = {}
     for f in files:
@@ -213,13 +263,11 @@ def run(
         report.deleted_remote = [f.path for f in todo.get(Action.DELETE_REMOTE, [])]
         report.bytes = sum(f.size for f in uploads + downloads)
         return report
-    client = store.client()
-    endpoint = client.meta.endpoint_url
-    db, _ = store._state()
+    db = ops.db
     now = time.time()
     db.put_records(
         [
-            SyncRecord(f.path, endpoint, f.bucket, f.key, f.remote.etag, f.local.size, f.local.mtime_ns, now)
+            SyncRecord(f.path, ops.endpoint, f.bucket, f.key, f.remote.etag, f.local.size, f.local.mtime_ns, now)
             for f in files
             if f.state is State.SAME and f.equal_bytes and f.local and f.remote
         ]
@@ -229,12 +277,12 @@ def run(
     fetch_beside = [] if operation == "push" else conflicts
     total = sum(f.size for f in uploads + downloads + fetch_beside)
     with bar(progress, total, len(uploads) + len(downloads) + len(fetch_beside), operation) as tick:
-        _download_all(store, client, endpoint, downloads, fetch_beside, report, tick)
+        _download_all(ops, downloads, fetch_beside, report, tick)
         for f in todo.get(Action.DELETE_LOCAL, []):
             _attempt(report, f, lambda f=f: _delete_local(db, f), report.deleted_local)
         for f in todo.get(Action.DELETE_REMOTE, []):
-            _attempt(report, f, lambda f=f: (store._delete_object(client, f.bucket, f.key), db.delete_record(f.path)), report.deleted_remote)
-        _upload_all(store, uploads, report, tick, wait)
+            _attempt(report, f, lambda f=f: (ops.delete(f.bucket, f.key), db.delete_record(f.path)), report.deleted_remote)
+        _upload_all(ops, uploads, report, tick, wait)
     return report
 
 
@@ -256,9 +304,7 @@ def _note_untouched(report: FolderReport, f: FileState) -> None:
         report.unchanged += 1
 
 
-def _download_all(
-    store: Store, client: Any, endpoint: str, downloads: list[FileState], beside: list[FileState], report: FolderReport, tick: Callable
-) -> None:
+def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileState], report: FolderReport, tick: Callable) -> None:
     """Download files (each only if its local side is still as surveyed) and conflicts' S3 sides, concurrently."""
     if not downloads and not beside:
         return
@@ -266,32 +312,30 @@ def _download_all(
     received: list[SyncRecord] = []
 
     def fetch(f: FileState, beside: bool) -> int:
-        res = paths.Resolution(f.path, f.bucket, f.key, None, "")
         if beside:  # NAME.s3bp-remote is s3bp's own file: overwrite whatever it holds
-            rec = store._download(client, res, endpoint, target=f.path + REMOTE_SUFFIX, progress=False)
+            rec = ops.download(f.path, f.bucket, f.key, target=f.path + REMOTE_SUFFIX)
         else:  # only if the local file is still as surveyed
-            rec = store._download(client, res, endpoint, expect=f.local, progress=False)
+            rec = ops.download(f.path, f.bucket, f.key, expect=f.local)
             received.append(rec)
         tick(rec.size)
         return rec.size
 
-    workers = max(1, min(store.settings()["max_workers"], len(downloads) + len(beside)))
+    workers = max(1, min(ops.workers, len(downloads) + len(beside)))
     with ThreadPoolExecutor(workers, thread_name_prefix="s3bp-pull") as pool:
         jobs = [(f, pool.submit(fetch, f, False), report.downloaded) for f in downloads]
         jobs += [(f, pool.submit(fetch, f, True), None) for f in beside]
         for f, job, done in jobs:
             _attempt(report, f, job.result, done)
     # One transaction for all records; a crash before it only costs the next run a comparison by MD5.
-    store._state()[0].put_records(received)
+    ops.db.put_records(received)
 
 
-def _upload_all(store: Store, uploads: list[FileState], report: FolderReport, tick: Callable, wait: bool) -> None:
+def _upload_all(ops: FolderOps, uploads: list[FileState], report: FolderReport, tick: Callable, wait: bool) -> None:
     """Queue every upload (snapshot and journal first), then wait for them all if asked to."""
     futures = []
     for f in uploads:
-        res = paths.Resolution(f.path, f.bucket, f.key, None, "")
         try:
-            futures.append((f, store._enqueue(res, f.path, wait=wait)))
+            futures.append((f, ops.journal(f.path, f.bucket, f.key, wait)))
         except (OSError, S3bpError) as exc:
             report.failed.append((f.path, str(exc)))
     for f, fut in futures:
@@ -319,13 +363,12 @@ def _attempt(report: FolderReport, f: FileState, do: Callable[[], Any], done: li
             report.bytes += size
 
 
-def _delete_local(db: Any, f: FileState) -> None:
+def _delete_local(db: StateDB, f: FileState) -> None:
     """Delete a local file whose S3 object was deleted, unless it changed since the survey."""
-    try:
-        st = os.stat(f.path)
-    except FileNotFoundError:
+    now = local_stat(f.path)
+    if now is None:
         return
-    if LocalStat(st.st_size, st.st_mtime_ns) != f.local:
+    if now != f.local:
         raise ConflictError(f"{f.path} changed after it was deleted in S3; kept it.", f.path, f.bucket, f.key)
     os.unlink(f.path)
     db.delete_record(f.path)
@@ -365,14 +408,8 @@ def _comparer(path: str, remote: Remote | None, seen: list[bool]) -> Callable[[]
     """A ``same_content`` callback: the local file's MD5 against a single-part ETag (multipart ones cannot tell)."""
 
     def same() -> bool:
-        result = False
-        etag = remote.etag.strip('"') if remote else ""
-        if remote is not None and "-" not in etag and os.path.getsize(path) == remote.size:
-            digest = hashlib.md5(usedforsecurity=False)
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            result = digest.hexdigest() == etag
+        md5 = md5_of_etag(remote.etag) if remote is not None else None
+        result = md5 is not None and remote is not None and os.path.getsize(path) == remote.size and file_md5(path) == md5
         seen.append(result)
         return result
 

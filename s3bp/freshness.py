@@ -1,9 +1,11 @@
-"""Pure freshness decisions: may a load use the local file, and what to ask S3.
+"""Pure freshness decisions: may a load use the local file, what to ask S3, and what its answer means.
 
-The seed rule compares the local modification time with S3's LastModified;
-a sync record (what we last uploaded or downloaded for a local path) makes
-the common case exact: when the file is unchanged since we synced it, we ask
-S3 "has the ETag changed?" with one conditional GET.
+The seed rule compares the local modification time with S3's LastModified
+in whole seconds (:func:`compare_seconds`, shared with folder sync); a sync
+record (what we last uploaded or downloaded for a local path) makes the
+common case exact: when the file is unchanged since we synced it, we ask S3
+"has the ETag changed?" with one conditional GET. :func:`plan_load` decides
+the request, :func:`after_answer` what to do with the answer.
 """
 
 from __future__ import annotations
@@ -34,13 +36,34 @@ class SyncRecord:
     verified_at: float
     saved_ns: int = 0
 
+    def is_of(self, endpoint: str, bucket: str, key: str) -> bool:
+        """Whether this record is about the object ``endpoint/bucket/key``."""
+        return (self.endpoint, self.bucket, self.key) == (endpoint, bucket, key)
+
+    def matches(self, local: LocalStat | None) -> bool:
+        """Whether the local file is unchanged since this record was made."""
+        return local is not None and (self.size, self.mtime_ns) == (local.size, local.mtime_ns)
+
     def describes(self, local: LocalStat | None, endpoint: str, bucket: str, key: str) -> bool:
         """Whether this record is about this object and the file is unchanged since."""
-        return (
-            local is not None
-            and (self.endpoint, self.bucket, self.key) == (endpoint, bucket, key)
-            and (self.size, self.mtime_ns) == (local.size, local.mtime_ns)
-        )
+        return self.is_of(endpoint, bucket, key) and self.matches(local)
+
+
+def record_of(record: SyncRecord | None, endpoint: str, bucket: str, key: str) -> SyncRecord | None:
+    """``record`` if it is about the object ``endpoint/bucket/key``, else None (the path now maps elsewhere)."""
+    return record if record is not None and record.is_of(endpoint, bucket, key) else None
+
+
+def compare_seconds(local_mtime_ns: int, last_modified: float) -> int:
+    """Which side is newer in whole seconds (S3's LastModified resolution): 1 local, -1 S3, 0 a tie."""
+    local_s, remote_s = local_mtime_ns // 1_000_000_000, int(last_modified)
+    return (local_s > remote_s) - (local_s < remote_s)
+
+
+def md5_of_etag(etag: str, encrypted: bool = False) -> str | None:
+    """The MD5 hex digest an ETag stands for, or None when it is not one (multipart, SSE-KMS, SSE-C)."""
+    bare = etag.strip('"')
+    return bare if len(bare) == 32 and "-" not in bare and not encrypted else None
 
 
 class Step(Enum):
@@ -96,10 +119,58 @@ def plan_load(
     if local is None:
         return Plan(Step.GET)
     if pending:
-        return Plan(Step.USE_LOCAL)
+        return Plan(Step.USE_LOCAL)  # the local file is a save not yet uploaded: the newest version
     if record is not None and record.describes(local, endpoint, bucket, key):
         if max_age > 0 and 0 <= now - record.verified_at < max_age:
             return Plan(Step.USE_LOCAL)
         return Plan(Step.IF_NONE_MATCH, etag=record.etag)
+    # S3 answers 304 on a tie of whole seconds (compare_seconds == 0): the local copy is kept.
     return Plan(Step.IF_MODIFIED_SINCE, since=local.mtime_ns / 1e9)
+
+
+class Answer(Enum):
+    """What S3 said to a load's first request."""
+
+    NOT_MODIFIED = "304"
+    MISSING = "404"
+    BODY = "200"
+    UNREACHABLE = "no answer"
+
+
+class Verdict(Enum):
+    """What a load does once S3 has answered (or has not)."""
+
+    LOCAL_CURRENT = "local copy is current"
+    LOCAL_ONLY = "not in S3; the local file is used"
+    OFFLINE = "S3 unreachable; the local copy is used"
+    DOWNLOAD = "download"
+    NOT_FOUND = "neither on disk nor in S3"
+    FAIL = "S3 unreachable and no local copy to use"
+
+
+def after_answer(plan: Plan, answer: Answer, *, offline: str = "warn") -> Verdict:
+    """Decide what a load does with S3's answer to the request :func:`plan_load` chose.
+
+    Parameters
+    ----------
+    plan
+        The plan the request was made from (``plan.step`` is not ``USE_LOCAL``).
+    answer
+        What S3 answered.
+    offline
+        ``"warn"``: an unreachable S3 with a local copy loads that copy;
+        ``"error"``: it fails.
+
+    Returns
+    -------
+    Verdict
+    """
+    has_local = plan.step is not Step.GET
+    if answer is Answer.BODY:
+        return Verdict.DOWNLOAD
+    if answer is Answer.NOT_MODIFIED:
+        return Verdict.LOCAL_CURRENT
+    if answer is Answer.MISSING:
+        return Verdict.LOCAL_ONLY if has_local else Verdict.NOT_FOUND
+    return Verdict.OFFLINE if has_local and offline == "warn" else Verdict.FAIL
 

@@ -36,15 +36,3 @@ def bar(flag: bool | None, total: int, files: int, desc: str) -> Iterator[Callab
 
         yield tick
 
-
-def subscribers(flag: bool | None, tick: Callable[[int], None]) -> list | None:
-    """s3transfer subscribers feeding ``tick`` with the bytes moved, or None when progress is not shown."""
-    if not wanted(flag):
-        return None
-    from s3transfer.subscribers import BaseSubscriber
-
-    class _Tick(BaseSubscriber):
-        def on_progress(self, future, bytes_transferred, **kwargs):
-            tick(bytes_transferred)
-
-    return [_Tick()]

@@ -109,22 +109,22 @@ def get_format(name: str) -> Format:
         ) from None
 
 
-def format_for_suffix(filepath: str, frames_only: bool = False) -> Format | None:
-    """The format whose suffixes match the end of ``filepath``, if any."""
+def format_for_suffix(filepath: str) -> Format | None:
+    """The format registered for the end of ``filepath`` (the longest matching suffix wins), if any."""
     lower = filepath.lower()
+    best: tuple[int, Format] | None = None
     for fmt in _REGISTRY.values():
-        if frames_only and not fmt.frames:
-            continue
-        if any(lower.endswith(s) for s in fmt.suffixes):
-            return fmt
-    return None
+        for suffix in fmt.suffixes:
+            if lower.endswith(suffix) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), fmt)
+    return best[1] if best else None
 
 
 def frame_format(filepath: str, format: str | None = None) -> Format:
-    """The format for a DataFrame file: ``format`` if given, else by suffix, else csv."""
+    """The format for a DataFrame file: ``format`` if given, else the one registered for its suffix, else csv."""
     if format is not None:
         return get_format(format)
-    return format_for_suffix(filepath, frames_only=True) or get_format("csv")
+    return format_for_suffix(filepath) or get_format("csv")
 
 
 def _pickle_dump(obj: Any, filepath: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from .freshness import LocalStat, SyncRecord
+from .freshness import LocalStat, SyncRecord, compare_seconds
 
 #: Skipped by push, pull and sync unless a ``.s3bpignore`` line re-includes them (``!pattern``).
 DEFAULT_IGNORE = (
@@ -150,11 +150,10 @@ def classify(
             return State.REMOTE_ONLY
         if same_content():
             return State.SAME
-        local_s, remote_s = local.mtime_ns // 1_000_000_000, int(remote.last_modified)
-        if remote_s > local_s:
-            return State.REMOTE_NEWER
-        return State.LOCAL_NEWER if local_s > remote_s else State.CONFLICT
-    local_changed = local is not None and (local.size, local.mtime_ns) != (record.size, record.mtime_ns)
+        newer = compare_seconds(local.mtime_ns, remote.last_modified)
+        # A tie of whole seconds with different bytes: neither side can be called newer, so both are kept.
+        return State.LOCAL_NEWER if newer > 0 else State.REMOTE_NEWER if newer < 0 else State.CONFLICT
+    local_changed = local is not None and not record.matches(local)
     remote_changed = remote is not None and remote.etag != record.etag
     if local is None:
         return State.REMOTE_NEWER if remote_changed else State.LOCAL_DELETED

@@ -16,23 +16,24 @@ The queue knows nothing of S3: it calls the ``upload`` function it is given.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import os
 import queue
-import shutil
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .errors import ConflictError, S3bpError, UploadError
+from .errors import ConflictError, InvalidArgumentError, S3bpError, UploadError
 from .freshness import SyncRecord
 from .index import JournalEntry, StateDB
+from .localfiles import make_snapshot, remove
 from .locks import FileLock
 
 logger = logging.getLogger("s3bp")
@@ -87,25 +88,64 @@ class _Slot:
     queued: _Job | None = None
 
 
-def make_snapshot(src: str, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` for upload, in the kernel where possible.
+@dataclass(frozen=True)
+class UploadOptions:
+    """How a save is uploaded: the conflict rule and the extra upload arguments (JSON), as journaled."""
 
-    A copy, not a hard link: a hard link shares the inode, so rewriting the
-    file in place (``open(path, "w")``) would change the snapshot too.
-    ``copy_file_range`` clones instead of copying on filesystems that can
-    (btrfs, XFS, NFS 4.2).
-    """
-    copy_range = getattr(os, "copy_file_range", None)
-    if copy_range is not None:
+    conflict: str = "raise"
+    extra_args: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        settings: Mapping[str, Any],
+        conflict: str | None,
+        extra_args: dict[str, Any] | None,
+        *,
+        allowed: Callable[[], frozenset[str]],
+        source: str,
+    ) -> UploadOptions:
+        """The options of one save, push or upload: config first, then the call's; checked before anything is written.
+
+        Parameters
+        ----------
+        settings
+            The configuration (``conflict`` and ``upload_args`` keys).
+        conflict, extra_args
+            The call's own, or None.
+        allowed
+            Returns the upload argument names that may be passed on.
+        source
+            The config file, named in errors about ``upload_args``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            For a wrong conflict rule or an unknown or unencodable upload argument.
+        """
+        conflict = settings["conflict"] if conflict is None else conflict
+        if conflict not in ("raise", "overwrite"):
+            raise InvalidArgumentError(f"conflict must be 'raise' or 'overwrite', got {conflict!r}.")
+        if extra_args is not None and not isinstance(extra_args, dict):
+            raise InvalidArgumentError(f"extra_args must be a dict of upload arguments, got {type(extra_args).__name__}.")
+        merged = {**settings["upload_args"], **(extra_args or {})}
+        if not merged:
+            return cls(conflict)
+        names = allowed()
+        bad = sorted(k for k in merged if k not in names)
+        if bad:
+            where = "extra_args" if any(k in (extra_args or {}) for k in bad) else f"the upload_args config key in {source}"
+            raise InvalidArgumentError(
+                f"Unknown upload argument(s) {', '.join(map(repr, bad))} in {where}; allowed: {', '.join(sorted(names))}."
+            )
         try:
-            with open(src, "rb") as fin, open(dest, "xb") as fout:
-                while copy_range(fin.fileno(), fout.fileno(), 1 << 30):
-                    pass
-            return
-        except OSError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest)
-    shutil.copyfile(src, dest)
+            return cls(conflict, json.dumps(merged, sort_keys=True))
+        except TypeError as exc:
+            raise InvalidArgumentError(f"Upload arguments must be plain strings, numbers and dicts: {exc}.") from None
+
+    def arguments(self) -> dict[str, Any]:
+        """The extra upload arguments as a dict."""
+        return json.loads(self.extra_args) if self.extra_args else {}
 
 
 class Owner:
@@ -203,6 +243,54 @@ class UploadQueue:
             **fields,
         )
 
+    def journal(
+        self,
+        *,
+        path: str,
+        bucket: str,
+        key: str,
+        source: str,
+        endpoint: str,
+        profile: str | None,
+        region: str | None,
+        options: UploadOptions,
+        wait: bool,
+    ) -> UploadFuture:
+        """Snapshot ``source`` into the spool, journal the save and queue its upload.
+
+        Parameters
+        ----------
+        path
+            The local file the save is of.
+        bucket, key, endpoint, profile, region
+            Where it goes.
+        source
+            The file holding the bytes to upload now (the path itself, or its new version beside it).
+        options
+            The conflict rule and upload arguments.
+        wait
+            Whether the caller waits (a background failure is then not printed).
+        """
+        st = os.stat(source)
+        entry = self.new_entry(
+            path=path,
+            endpoint=endpoint,
+            profile=profile,
+            region=region,
+            bucket=bucket,
+            key=key,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            conflict=options.conflict,
+            extra_args=options.extra_args,
+        )
+        try:
+            make_snapshot(source, entry.spool)
+            return self.submit(entry, report=not wait)
+        except BaseException:
+            remove(entry.spool)
+            raise
+
     def submit(self, entry: JournalEntry, report: bool = True) -> UploadFuture:
         """Journal ``entry`` (its spool file must exist) and queue it for upload."""
         self._db.add_entry(entry)
@@ -248,7 +336,7 @@ class UploadQueue:
     def _discard(self, entry: JournalEntry) -> None:
         """Forget a superseded entry: its journal row and its snapshot."""
         self._db.remove_entry(entry.id)
-        _unlink(entry.spool)
+        remove(entry.spool)
 
     def drop_idle(self, entries: list[JournalEntry]) -> None:
         """Forget those of ``entries`` that are not queued or in flight (e.g. failed in a conflict)."""
@@ -287,7 +375,7 @@ class UploadQueue:
             error = exc
         if error is None:
             if completed:
-                _unlink(entry.spool)
+                remove(entry.spool)
             else:
                 self._discard(entry)
             self._discard_older(entry)
@@ -519,10 +607,3 @@ def _describe(error: BaseException, entry: JournalEntry) -> str:
     text = str(error) or type(error).__name__
     return text if target in text else f"{target}: {text}"
 
-
-def _unlink(path: str) -> None:
-    """Delete a spool file if it is still there."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -13,7 +13,7 @@ import pytest
 
 import s3bp
 
-from .support import FaultProxy, RequestLog, raw_client
+from .support import FaultProxy, Machine, RequestLog, make_machine, raw_client
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +99,21 @@ def proxy(s3_server, monkeypatch):
     with FaultProxy(s3_server) as p:
         monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
         yield p
+
+
+@pytest.fixture
+def machine(tmp_path, endpoint):
+    """Make simulated machines on the moto endpoint: ``machine(name, **kwargs)`` is
+    ``make_machine(tmp_path / name, endpoint, **kwargs)``; all are closed after the test."""
+    made: list[Machine] = []
+
+    def make(name: str, **kwargs) -> Machine:
+        root = tmp_path / name
+        if root.exists():  # a second machine by that name would share the first one's config and state
+            raise ValueError(f"{root} exists already; give each machine its own name")
+        made.append(make_machine(root, endpoint, **kwargs))
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.close()

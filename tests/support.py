@@ -1,16 +1,23 @@
-"""Test helpers: a raw boto3 client, a request counter, and a fault-injecting TCP proxy."""
+"""Test helpers: a raw boto3 client and what it reads, simulated machines, a request counter, and a fault-injecting TCP proxy."""
 
 from __future__ import annotations
 
 import collections
+import os
+import pickle
 import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+
+import s3bp
 
 
 def raw_client(endpoint: str, **config):
@@ -23,6 +30,16 @@ def raw_client(endpoint: str, **config):
         region_name="us-east-1",
         config=Config(**config) if config else None,
     )
+
+
+def body(raw, bucket: str, key: str) -> bytes:
+    """The bytes stored in S3 at ``bucket``/``key``, read with the raw client."""
+    return raw.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def unpickled(raw, bucket: str, key: str) -> Any:
+    """The object pickled at ``bucket``/``key``: ``pickle.loads(body(raw, bucket, key))``."""
+    return pickle.loads(body(raw, bucket, key))
 
 
 class RequestLog:
@@ -56,6 +73,65 @@ class RequestLog:
 
     def __len__(self) -> int:
         return len(self.calls)
+
+
+@dataclass
+class Machine:
+    """One simulated computer: its own config file and state dir under ``root``, its own S3 client, and a local folder.
+
+    Several machines on one endpoint share only what is in S3, as separate computers would.
+    """
+
+    root: Path
+    store: s3bp.Store
+    dir: Path
+    log: RequestLog
+
+    def write(self, rel: str, text: str) -> Path:
+        """Write ``text`` to ``rel`` under :attr:`dir` (making parent dirs); return the path."""
+        path = self.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def read(self, rel: str) -> str:
+        """The text of ``rel`` under :attr:`dir`."""
+        return (self.dir / rel).read_text()
+
+    def tree(self) -> list[str]:
+        """The files under :attr:`dir`, relative to it, sorted."""
+        return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        """Stop counting requests, then close the store (waiting for its uploads)."""
+        self.log.detach()
+        self.store.close()
+
+
+def make_machine(root: str | os.PathLike[str], endpoint: str, *, folder: str = "data", bucket: str | None = None, **settings: Any) -> Machine:
+    """A :class:`Machine` under ``root``: ``root/config.yml``, ``root/state``, local folder ``root/folder``.
+
+    Its store talks to ``endpoint`` (written to its config as ``endpoint_url``) and
+    ``settings`` are written to its config too (e.g. ``default_bucket=...``). With
+    ``bucket``, the folder is created and mapped to ``bucket`` (its files get keys
+    ``folder/...``); without, the folder is not created, so the code under test must
+    make it. :attr:`Machine.log` counts every request the store's client sends.
+    The caller closes the machine.
+    """
+    root = Path(root)
+    store = s3bp.Store(config=root / "config.yml", state_dir=root / "state")
+    try:
+        store.config.update(lambda d: d.update(endpoint_url=endpoint, **settings))
+        local = root / folder
+        if bucket is not None:
+            local.mkdir(parents=True, exist_ok=True)
+            store.map_base_directory_to_bucket(local, bucket)
+        log = RequestLog()
+        log.attach(store.client())
+    except BaseException:
+        store.close()
+        raise
+    return Machine(root, store, local, log)
 
 
 class FaultProxy:

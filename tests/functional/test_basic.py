@@ -10,9 +10,7 @@ import pytest
 import s3bp
 from s3bp.errors import NoBucketError, ObjectNotFoundError
 
-
-def body(raw, bucket, key) -> bytes:
-    return raw.get_object(Bucket=bucket, Key=key)["Body"].read()
+from ..support import body
 
 
 def test_save_then_load_round_trip(tmp_path, bucket, raw):

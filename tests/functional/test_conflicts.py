@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from s3bp import ConflictError, Store, UploadError
+from s3bp import ConflictError, UploadError
 from s3bp.errors import InvalidArgumentError
+
+from ..support import unpickled
 
 
 @pytest.fixture
-def two(tmp_path, endpoint, bucket):
+def two(machine, bucket):
     """Two machines with their own state, sharing ``bucket`` as default; each has its own copy of data.pkl."""
-    stores = []
-    for name in ("a", "b"):
-        store = Store(config=tmp_path / name / "config.yml", state_dir=tmp_path / name / "state")
-        store.set_default_bucket(bucket)
-        stores.append((store, tmp_path / name / "data.pkl"))
-    yield stores
-    for store, _ in stores:
-        store.close()
-
-
-def body(raw, bucket, key="data.pkl"):
-    import pickle
-
-    return pickle.loads(raw.get_object(Bucket=bucket, Key=key)["Body"].read())
+    made = [machine(name, default_bucket=bucket) for name in ("a", "b")]
+    return [(m.store, m.root / "data.pkl") for m in made]
 
 
 def test_save_over_a_newer_remote_version_raises(two, raw, bucket):
@@ -36,7 +26,7 @@ def test_save_over_a_newer_remote_version_raises(two, raw, bucket):
         b.save_object("v3 from b", pb, wait=True)
     message = str(info.value)
     assert "was changed in S3 at" in message and "UTC" in message and str(pb) in message and "keep='local'" in message
-    assert body(raw, bucket) == "v2 from a"  # a's version stands
+    assert unpickled(raw, bucket, "data.pkl") == "v2 from a"  # a's version stands
     assert b.load_object(pb) == "v3 from b"  # b's stays on disk, journaled: nothing lost
     assert [p.last_error is not None for p in b.pending_uploads()] == [True]
 
@@ -64,7 +54,7 @@ def test_keep_local_overwrites(two, raw, bucket):
     with pytest.raises(UploadError, match="was changed in S3"):
         b.flush()
     b.resolve_conflict(pb, keep="local")
-    assert body(raw, bucket) == "ours" and b.pending_uploads() == []
+    assert unpickled(raw, bucket, "data.pkl") == "ours" and b.pending_uploads() == []
     assert a.load_object(pa) == "ours"
 
 
@@ -74,7 +64,7 @@ def test_overwrite_keeps_the_old_behaviour(two, raw, bucket):
     b.load_object(pb)
     a.save_object("v2", pa, wait=True)
     b.save_object("v3", pb, wait=True, conflict="overwrite")
-    assert body(raw, bucket) == "v3"
+    assert unpickled(raw, bucket, "data.pkl") == "v3"
 
 
 def test_conflict_rule_from_the_config(two, raw, bucket):
@@ -84,14 +74,14 @@ def test_conflict_rule_from_the_config(two, raw, bucket):
     a.save_object("v2", pa, wait=True)
     b.config.update(lambda d: d.__setitem__("conflict", "overwrite"))
     b.save_object("v3", pb, wait=True)
-    assert body(raw, bucket) == "v3"
+    assert unpickled(raw, bucket, "data.pkl") == "v3"
 
 
 def test_a_file_never_synced_overwrites_as_before(two, raw, bucket):
     (a, pa), (b, pb) = two
     a.save_object("v1", pa, wait=True)
     b.save_object("b never loaded it", pb, wait=True)
-    assert body(raw, bucket) == "b never loaded it"
+    assert unpickled(raw, bucket, "data.pkl") == "b never loaded it"
 
 
 def test_saving_after_a_remote_delete_uploads(two, raw, bucket):
@@ -99,7 +89,7 @@ def test_saving_after_a_remote_delete_uploads(two, raw, bucket):
     a.save_object("v1", pa, wait=True)
     raw.delete_object(Bucket=bucket, Key="data.pkl")
     a.save_object("v2", pa, wait=True)
-    assert body(raw, bucket) == "v2"
+    assert unpickled(raw, bucket, "data.pkl") == "v2"
 
 
 def test_own_successive_saves_never_conflict(two, raw, bucket):
@@ -107,13 +97,13 @@ def test_own_successive_saves_never_conflict(two, raw, bucket):
     for i in range(10):
         a.save_object(i, pa, wait=bool(i % 2))
     a.flush()
-    assert body(raw, bucket) == 9
+    assert unpickled(raw, bucket, "data.pkl") == 9
 
 
 def test_large_save_is_checked_before_its_parts_go(two, raw, bucket, monkeypatch):
-    import s3bp.core
+    import s3bp.remote
 
-    monkeypatch.setattr(s3bp.core, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(s3bp.remote, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
     (a, pa), (b, pb) = two
     big = b"x" * (6 * 1024 * 1024)
     a.save_object(big, pa, wait=True)
@@ -121,7 +111,7 @@ def test_large_save_is_checked_before_its_parts_go(two, raw, bucket, monkeypatch
     a.save_object(big + b"a", pa, wait=True)
     with pytest.raises(ConflictError):
         b.save_object(big + b"b", pb, wait=True)
-    assert body(raw, bucket)[-1:] == b"a"
+    assert unpickled(raw, bucket, "data.pkl")[-1:] == b"a"
 
 
 def test_upload_args_pass_through(tmp_path, bucket, raw):

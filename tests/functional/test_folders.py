@@ -6,47 +6,21 @@ import os
 
 import pytest
 
-from s3bp import ConflictError, Store
+from s3bp import ConflictError
 from s3bp.errors import InvalidPathError
 from s3bp.tree import State
 
-
-class Machine:
-    """One computer: its own config, state dir and copy of the ``project`` folder."""
-
-    def __init__(self, root, bucket):
-        self.store = Store(config=root / "config.yml", state_dir=root / "state")
-        self.dir = root / "project"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.store.map_base_directory_to_bucket(self.dir, bucket)
-
-    def write(self, rel, text):
-        path = self.dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-
-    def read(self, rel):
-        return (self.dir / rel).read_text()
-
-    def tree(self):
-        return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*") if p.is_file())
+from ..support import body
 
 
 @pytest.fixture
-def machines(tmp_path, endpoint, bucket):
-    made = [Machine(tmp_path / name, bucket) for name in ("laptop", "server")]
-    yield made
-    for m in made:
-        m.store.close()
+def machines(machine, bucket):
+    """Two computers, each with its own copy of the ``project`` folder mapped to ``bucket``."""
+    return [machine(name, folder="project", bucket=bucket) for name in ("laptop", "server")]
 
 
 def keys(raw, bucket):
     return sorted(o["Key"] for o in raw.list_objects_v2(Bucket=bucket).get("Contents", []))
-
-
-def body(raw, bucket, key):
-    return raw.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
 
 def test_push_uploads_new_and_changed_files_once(machines, raw, bucket):
@@ -64,7 +38,7 @@ def test_push_uploads_new_and_changed_files_once(machines, raw, bucket):
     assert again.uploaded == [] and again.unchanged == 2
     a.write("a.txt", "two")
     assert a.store.push(a.dir).uploaded == [str(a.dir / "a.txt")]
-    assert body(raw, bucket, "project/a.txt") == "two"
+    assert body(raw, bucket, "project/a.txt") == b"two"
 
 
 def test_push_of_a_sub_directory_keys_files_as_save_would(machines, raw, bucket):
@@ -132,14 +106,14 @@ def test_conflict_on_each_side_overwrites_nothing(machines, raw, bucket):
 
     pushed = b.store.push(b.dir)  # the server's push must not replace the laptop's version
     assert pushed.conflicts == [str(b.dir / "shared.txt")] and not pushed.ok
-    assert body(raw, bucket, "project/shared.txt") == "from laptop"
+    assert body(raw, bucket, "project/shared.txt") == b"from laptop"
     assert not (b.dir / "shared.txt.s3bp-remote").exists()
 
     synced = b.store.sync(b.dir)  # nor may its sync replace its own local edit
     assert synced.conflicts == [str(b.dir / "shared.txt")]
     assert b.read("shared.txt") == "from server, longer"
     assert b.read("shared.txt.s3bp-remote") == "from laptop"
-    assert body(raw, bucket, "project/shared.txt") == "from laptop"
+    assert body(raw, bucket, "project/shared.txt") == b"from laptop"
     assert [f.state for f in b.store.ls(b.dir)] == [State.CONFLICT]
 
     # resolving by taking the S3 version: equal bytes on both sides settle it
@@ -243,8 +217,9 @@ def test_progress_is_off_when_not_on_a_terminal(machines, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_directory_that_is_not_mapped_is_refused(tmp_path, endpoint):
-    with Store(config=tmp_path / "c.yml", state_dir=tmp_path / "s") as store, pytest.raises(InvalidPathError, match="s3bp map"):
+def test_a_directory_that_is_not_mapped_is_refused(tmp_path, machine):
+    store = machine("solo").store
+    with pytest.raises(InvalidPathError, match="s3bp map"):
         store.push(tmp_path / "elsewhere")
 
 
@@ -254,11 +229,11 @@ def test_a_local_edit_during_pull_is_kept(machines, raw, bucket):
     a.store.push(a.dir)
     b.store.pull(b.dir)
     raw.put_object(Bucket=bucket, Key="project/x.txt", Body=b"v2 in S3")
-    files = b.store.ls(b.dir)
-    b.write("x.txt", "edited meanwhile")
-    from s3bp.paths import Resolution
 
-    f = files[0]
-    with pytest.raises(ConflictError):
-        b.store._download(b.store.client(), Resolution(f.path, f.bucket, f.key, None, ""), b.store.client().meta.endpoint_url, expect=f.local)
+    def edit_while_downloading(**kwargs):  # the user saves the file after pull surveyed it, before the bytes land
+        b.write("x.txt", "edited meanwhile")
+
+    b.store.client().meta.events.register("before-send.s3.GetObject", edit_while_downloading)
+    report = b.store.pull(b.dir)
+    assert report.conflicts == [str(b.dir / "x.txt")] and not report.downloaded
     assert b.read("x.txt") == "edited meanwhile"

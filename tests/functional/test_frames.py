@@ -151,9 +151,7 @@ def test_register_format(tmp_path, bucket):
         with pytest.raises(TypeError):
             s3bp.formats()["x"] = None
     finally:
-        from s3bp.serializers import _REGISTRY
-
-        _REGISTRY.pop("wrapped-test", None)
+        s3bp.unregister_format("wrapped-test")
 
 
 def test_import_does_not_load_pandas_or_pyarrow():

@@ -5,30 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-import pytest
-
 import s3bp
-from s3bp import Store
-
-from ..support import RequestLog
-
-
-@pytest.fixture
-def machine(tmp_path_factory, endpoint):
-    """Make a simulated machine: its own config, state dir and local data root."""
-    made = []
-
-    def make(name: str):
-        root = tmp_path_factory.mktemp(name)
-        store = Store(config=root / "config.yml", state_dir=root / "state")
-        log = RequestLog()
-        log.attach(store.client())
-        made.append(store)
-        return store, log, root / "data"
-
-    yield make
-    for store in made:
-        store.close()
 
 
 def test_warm_load_is_one_conditional_get(tmp_path, bucket, requests_log):
@@ -108,27 +85,27 @@ def test_max_age_trusts_a_recent_check(tmp_path, bucket, requests_log):
 
 
 def test_two_machines_share_a_bucket(bucket, machine):
-    a, a_log, a_root = machine("a")
-    b, b_log, b_root = machine("b")
-    a.save_object({"v": 1}, a_root / "shared.pkl", bucket, wait=True)
+    a = machine("a")
+    b = machine("b")
+    a.store.save_object({"v": 1}, a.dir / "shared.pkl", bucket, wait=True)
 
-    assert b.load_object(b_root / "shared.pkl", bucket) == {"v": 1}
-    assert b_log.operations == ["GetObject"]
+    assert b.store.load_object(b.dir / "shared.pkl", bucket) == {"v": 1}
+    assert b.log.operations == ["GetObject"]
 
-    a.save_object({"v": 2}, a_root / "shared.pkl", bucket, wait=True)
-    b_log.clear()
-    assert b.load_object(b_root / "shared.pkl", bucket) == {"v": 2}
-    assert b_log.operations == ["GetObject"]  # one conditional GET answered with the new body
+    a.store.save_object({"v": 2}, a.dir / "shared.pkl", bucket, wait=True)
+    b.log.clear()
+    assert b.store.load_object(b.dir / "shared.pkl", bucket) == {"v": 2}
+    assert b.log.operations == ["GetObject"]  # one conditional GET answered with the new body
 
-    b_log.clear()
-    assert b.load_object(b_root / "shared.pkl", bucket) == {"v": 2}
-    assert b_log.operations == ["GetObject"]  # 304: B's cached copy is current, no body
-    assert pathlib.Path(b_root / "shared.pkl").read_bytes() == pathlib.Path(a_root / "shared.pkl").read_bytes()
+    b.log.clear()
+    assert b.store.load_object(b.dir / "shared.pkl", bucket) == {"v": 2}
+    assert b.log.operations == ["GetObject"]  # 304: B's cached copy is current, no body
+    assert pathlib.Path(b.dir / "shared.pkl").read_bytes() == pathlib.Path(a.dir / "shared.pkl").read_bytes()
 
 
 def test_other_machines_write_replaces_unedited_copy_even_within_the_same_second(bucket, machine):
-    a, _, a_root = machine("a")
-    b, _, b_root = machine("b")
+    a = machine("a")
+    b = machine("b")
     for v in range(3):
-        a.save_object(v, a_root / "fast.pkl", bucket, wait=True)
-        assert b.load_object(b_root / "fast.pkl", bucket) == v
+        a.store.save_object(v, a.dir / "fast.pkl", bucket, wait=True)
+        assert b.store.load_object(b.dir / "fast.pkl", bucket) == v

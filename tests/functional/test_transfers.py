@@ -8,7 +8,7 @@ import os
 import pytest
 
 import s3bp
-import s3bp.core
+import s3bp.remote
 
 MIB = 1024 * 1024
 
@@ -34,7 +34,7 @@ def test_cold_download_requests_by_size(tmp_path, bucket, raw, requests_log, siz
 
 
 def test_large_objects_go_through_s3transfer(tmp_path, bucket, raw, requests_log, monkeypatch):
-    monkeypatch.setattr(s3bp.core, "MULTIPART_THRESHOLD", 5 * MIB)
+    monkeypatch.setattr(s3bp.remote, "MULTIPART_THRESHOLD", 5 * MIB)
     data = os.urandom(11 * MIB + 3)
     s3bp.save_object(data, tmp_path / "up.bin", bucket, serializer=lambda o, p: open(p, "wb").write(o), wait=True)
     assert "CreateMultipartUpload" in requests_log.operations

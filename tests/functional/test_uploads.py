@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -15,9 +14,7 @@ import pytest
 import s3bp
 from s3bp.errors import UploadError
 
-
-def remote(raw, bucket, key):
-    return pickle.loads(raw.get_object(Bucket=bucket, Key=key)["Body"].read())
+from ..support import unpickled
 
 
 def set_attempts(n: int) -> None:
@@ -35,7 +32,7 @@ def test_last_of_20_quick_saves_wins_every_time(tmp_path, bucket, raw, requests_
     for i in range(20):
         s3bp.save_object((i, os.urandom(2_000_000)), path, bucket)
     s3bp.flush()
-    assert remote(raw, bucket, "big.pkl")[0] == 19
+    assert unpickled(raw, bucket, "big.pkl")[0] == 19
     assert requests_log.operations.count("PutObject") < 20  # queued older saves were coalesced, never sent
     assert s3bp.pending_uploads() == []
     assert os.listdir(os.path.join(os.environ["S3BP_STATE_DIR"], "spool")) == []
@@ -48,7 +45,7 @@ def test_newer_save_waits_for_the_one_in_flight(tmp_path, bucket, raw, proxy):
     second = s3bp.save_object("second", path, bucket)
     second.result(timeout=30)
     assert first.done()
-    assert remote(raw, bucket, "k.pkl") == "second"
+    assert unpickled(raw, bucket, "k.pkl") == "second"
 
 
 def test_snapshot_survives_overwrite_and_delete(tmp_path, bucket, raw, proxy):
@@ -59,7 +56,7 @@ def test_snapshot_survives_overwrite_and_delete(tmp_path, bucket, raw, proxy):
         fh.write(b"garbage")
     os.remove(path)
     fut.result(timeout=30)
-    assert remote(raw, bucket, "snap.pkl") == "saved"
+    assert unpickled(raw, bucket, "snap.pkl") == "saved"
 
 
 def test_handle_reports_failure(tmp_path, endpoint, capsys):
@@ -73,7 +70,7 @@ def test_handle_reports_failure(tmp_path, endpoint, capsys):
 def test_transient_faults_are_retried(tmp_path, bucket, raw, proxy):
     proxy.script(503, "reset", 500)
     s3bp.save_object("survived", tmp_path / "t.pkl", bucket, wait=True)
-    assert remote(raw, bucket, "t.pkl") == "survived"
+    assert unpickled(raw, bucket, "t.pkl") == "survived"
     assert proxy.connections >= 4
 
 
@@ -85,7 +82,7 @@ def test_attempt_count_is_configurable(tmp_path, bucket, raw, proxy):
     [pending] = s3bp.pending_uploads()
     assert pending.state == "failed" and "SlowDown" in pending.last_error
     s3bp.flush()
-    assert remote(raw, bucket, "a.pkl") == "v"
+    assert unpickled(raw, bucket, "a.pkl") == "v"
 
 
 def test_outage_journals_everything_and_flush_completes_it(tmp_path, bucket, raw, proxy, capsys):
@@ -103,8 +100,8 @@ def test_outage_journals_everything_and_flush_completes_it(tmp_path, bucket, raw
     assert s3bp.load_object(tmp_path / "o3.pkl", bucket) == 3
     proxy.on()
     s3bp.flush()
-    assert [remote(raw, bucket, f"o{i}.pkl") for i in range(10)] == list(range(10))
-    assert remote(raw, bucket, "same.pkl") == "newest"
+    assert [unpickled(raw, bucket, f"o{i}.pkl") for i in range(10)] == list(range(10))
+    assert unpickled(raw, bucket, "same.pkl") == "newest"
     assert s3bp.pending_uploads() == []
 
 
@@ -118,7 +115,7 @@ def test_retry_never_overwrites_a_newer_upload(tmp_path, bucket, raw, proxy):
     proxy.clear()
     s3bp.save_object("new", path, bucket, wait=True)
     s3bp.flush()
-    assert remote(raw, bucket, "n.pkl") == "new"
+    assert unpickled(raw, bucket, "n.pkl") == "new"
     assert s3bp.pending_uploads() == []
 
 
@@ -141,9 +138,9 @@ def test_threads_saving_distinct_and_shared_keys(tmp_path, bucket, raw):
         th.join()
     s3bp.flush()
     for t in range(8):
-        assert remote(raw, bucket, f"t{t}.pkl") == (t, 49)
+        assert unpickled(raw, bucket, f"t{t}.pkl") == (t, 49)
     for name, value in last_shared.items():
-        assert remote(raw, bucket, name) == value
+        assert unpickled(raw, bucket, name) == value
 
 
 def test_resizing_the_pool_drops_nothing(tmp_path, bucket, raw):
@@ -155,7 +152,7 @@ def test_resizing_the_pool_drops_nothing(tmp_path, bucket, raw):
         if i == 25:
             s3bp.set_max_workers(6)
     s3bp.flush()
-    assert [remote(raw, bucket, f"r{i}.pkl") for i in range(40)] == list(range(40))
+    assert [unpickled(raw, bucket, f"r{i}.pkl") for i in range(40)] == list(range(40))
 
 
 def test_killed_process_leaves_uploads_for_the_next(tmp_path, bucket, raw, proxy):
@@ -173,7 +170,7 @@ def test_killed_process_leaves_uploads_for_the_next(tmp_path, bucket, raw, proxy
     pending = s3bp.pending_uploads()  # this process adopts them on first use
     assert len(pending) == 5
     s3bp.flush()
-    assert [remote(raw, bucket, f"k{i}.pkl") for i in range(5)] == list(range(5))
+    assert [unpickled(raw, bucket, f"k{i}.pkl") for i in range(5)] == list(range(5))
     assert s3bp.pending_uploads() == []
 
 
@@ -191,7 +188,7 @@ def test_flush_command_completes_a_dead_process_uploads(tmp_path, bucket, raw, p
     assert "d.pkl" in status.stdout
     res = subprocess.run([sys.executable, "-m", "s3bp", "flush"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert remote(raw, bucket, "d.pkl") == "from the dead"
+    assert unpickled(raw, bucket, "d.pkl") == "from the dead"
 
 
 def test_live_owner_keeps_its_entries(tmp_path, bucket, proxy):
@@ -216,7 +213,7 @@ def test_normal_exit_waits_for_uploads_and_says_so(tmp_path, bucket, raw, proxy)
     )
     assert res.returncode == 0, res.stderr
     assert "waiting for 1 pending upload" in res.stderr
-    assert remote(raw, bucket, "x.pkl") == "at exit"
+    assert unpickled(raw, bucket, "x.pkl") == "at exit"
 
 
 def test_exit_with_failed_upload_says_it_stays_journaled(tmp_path, endpoint):
@@ -237,8 +234,8 @@ def test_exit_with_failed_upload_says_it_stays_journaled(tmp_path, endpoint):
 def test_large_upload_at_exit_uses_multipart(tmp_path, bucket, raw, monkeypatch):
     res = run_python(
         f"""
-        import os, s3bp, s3bp.core
-        s3bp.core.MULTIPART_THRESHOLD = 6 * 1024 * 1024
+        import os, s3bp, s3bp.remote
+        s3bp.remote.MULTIPART_THRESHOLD = 6 * 1024 * 1024
         s3bp.save_object(os.urandom(7 * 1024 * 1024), {str(tmp_path / "big.bin")!r}, {bucket!r}, serializer=lambda o, p: open(p, "wb").write(o))
         """
     )
