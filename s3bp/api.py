@@ -57,7 +57,46 @@ def save_object(
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
 ) -> UploadFuture:
-    """Write ``obj`` to ``filepath`` and upload it to S3 (see :meth:`Store.save_object`)."""
+    """Write ``obj`` to ``filepath`` and upload it to S3.
+
+    Parameters
+    ----------
+    obj
+        The object to save.
+    filepath
+        The local file; missing parent directories are created.
+    bucket_name
+        The bucket; default: the mapped base directory's, else the default bucket.
+    serializer
+        ``callable(obj, filepath)`` or a format name; default ``"pickle"``.
+    namekey
+        Key the object by the file's base name even under a base directory.
+    wait
+        Upload before returning and raise on failure; otherwise upload in the background.
+    conflict
+        ``"raise"`` (default, or the ``conflict`` config key): if the object
+        changed in S3 since this machine last synced the file, do not
+        replace it (conditional PUT) and fail with :class:`~s3bp.errors.ConflictError`.
+        ``"overwrite"``: replace it regardless (the 0.1.x behaviour).
+    extra_args
+        Upload arguments such as ``ContentType``, ``StorageClass``,
+        ``ServerSideEncryption``, ``SSEKMSKeyId``; added to the ``upload_args``
+        config key. Only s3transfer's allowed upload arguments are accepted.
+
+    Returns
+    -------
+    UploadFuture
+        Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`).
+
+    Raises
+    ------
+    NoBucketError
+        When no bucket is given, mapped or set as default (before anything is written).
+    SerializationError
+        When the serializer raises or writes nothing; the previous file is left intact.
+    UploadError
+        With ``wait=True``, when the upload fails.
+    """
     return get_default_store().save_object(
         obj, filepath, bucket_name=bucket_name, serializer=serializer, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args
     )
@@ -73,7 +112,40 @@ def load_object(
     *,
     offline: str | None = None,
 ) -> Any:
-    """Load an object from the local file if current, else from S3 (see :meth:`Store.load_object`)."""
+    """Load an object, from the local file when it is current, else from S3.
+
+    Parameters
+    ----------
+    filepath
+        The local file.
+    bucket_name
+        The bucket; default: the mapped base directory's, else the default bucket.
+    deserializer
+        ``callable(filepath) -> obj`` or a format name; default ``"pickle"``.
+    namekey
+        Key the object by the file's base name even under a base directory.
+    verbose
+        Print whether the object came from disk or from S3.
+    max_age
+        Trust a local copy verified less than this many seconds ago
+        without asking S3 (default: the ``max_age`` config key, 0).
+    offline
+        When S3 cannot be reached and a local copy exists: ``"warn"``
+        (default, or the ``offline`` config key) loads it with an
+        :class:`~s3bp.errors.OfflineWarning`; ``"error"`` raises
+        :class:`~s3bp.errors.EndpointError`. Without a local copy it always raises.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    ObjectNotFoundError
+        When the object is neither on disk nor in S3.
+    SerializationError
+        When the deserializer fails (the file is left in place).
+    """
     return get_default_store().load_object(
         filepath, bucket_name=bucket_name, deserializer=deserializer, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline
     )
@@ -91,7 +163,12 @@ def save_dataframe(
     extra_args: dict[str, Any] | None = None,
     **writer_kwargs: Any,
 ) -> UploadFuture:
-    """Write a DataFrame in a registered format and upload it (see :meth:`Store.save_dataframe`)."""
+    """Write a DataFrame (pandas, or polars through polars' writers) in a registered format and upload it.
+
+    ``format`` is a format name (case-insensitive); default: the format
+    registered for the file's suffix, else ``"csv"``. ``writer_kwargs`` go to
+    the format's writer. Other parameters are as for :func:`save_object`.
+    """
     return get_default_store().save_dataframe(
         df,
         filepath,
@@ -117,7 +194,13 @@ def load_dataframe(
     backend: str = "pandas",
     **reader_kwargs: Any,
 ) -> Any:
-    """Load a DataFrame from the local file if current, else from S3 (see :meth:`Store.load_dataframe`)."""
+    """Load a DataFrame, from the local file when it is current, else from S3.
+
+    ``format`` as for :func:`save_dataframe`; ``backend`` is ``"pandas"`` or
+    ``"polars"`` (parquet, feather and csv; needs ``s3bp[polars]``);
+    ``reader_kwargs`` go to the format's reader. Other parameters are as for
+    :func:`load_object`.
+    """
     return get_default_store().load_dataframe(
         filepath,
         bucket_name=bucket_name,
@@ -140,7 +223,11 @@ def upload_file(
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
 ) -> UploadFuture:
-    """Upload an existing local file (see :meth:`Store.upload_file`)."""
+    """Upload an existing local file to S3; the upload reads a copy taken now.
+
+    Parameters are as for :func:`save_object`. Raises
+    :class:`~s3bp.errors.ObjectNotFoundError` when the file does not exist.
+    """
     return get_default_store().upload_file(filepath, bucket_name=bucket_name, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args)
 
 
@@ -153,7 +240,11 @@ def download_file(
     *,
     offline: str | None = None,
 ) -> str:
-    """Bring the local file up to date with S3 (see :meth:`Store.download_file`)."""
+    """Make sure the local file holds the newest version, downloading only if S3 has a newer one.
+
+    Parameters are as for :func:`load_object`; returns the local file's
+    absolute path.
+    """
     return get_default_store().download_file(filepath, bucket_name=bucket_name, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline)
 
 
@@ -195,25 +286,68 @@ def pending_uploads() -> list[PendingUpload]:
 def push(
     directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, wait: bool = True, progress: bool | None = None
 ) -> FolderReport:
-    """Upload what is new or changed under a mapped directory (see :meth:`Store.push`)."""
+    """Upload every file under a mapped directory that is new or changed since it was last in sync.
+
+    Uploads go through the upload journal with the same options as
+    :func:`save_object` (the ``conflict`` and ``upload_args`` config keys).
+
+    Parameters
+    ----------
+    directory
+        A mapped base directory or a directory below one.
+    delete
+        Also delete from S3 the objects whose local file was deleted since
+        the last sync (never an object s3bp has not synced).
+    dry_run
+        Decide and report, but transfer and delete nothing.
+    wait
+        Wait for the uploads (they go through the upload queue either way).
+    progress
+        Show a progress bar on stderr; default: only on a terminal or in a notebook.
+
+    Returns
+    -------
+    FolderReport
+        What was uploaded, skipped (and why), in conflict or failed, and the bytes sent.
+
+    Raises
+    ------
+    InvalidPathError
+        When ``directory`` is a file or not under a mapped base directory.
+    """
     return get_default_store().push(directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
 
 
 def pull(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-    """Download what is newer in S3 under a mapped directory (see :meth:`Store.pull`)."""
+    """Download every object under a mapped directory's prefix that is newer than the local copy.
+
+    As :func:`push`; with ``delete``, also delete local files whose object was
+    deleted in S3 since the last sync, if they are unchanged since.
+    """
     return get_default_store().pull(directory, delete=delete, dry_run=dry_run, progress=progress)
 
 
 def sync(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-    """Pull, then push a mapped directory; conflicts are reported, never overwritten (see :meth:`Store.sync`)."""
+    """Pull, then push: afterwards both sides hold the newest version of every file.
+
+    A file changed on both sides since the last sync is a conflict: neither
+    side is overwritten, and the S3 version is put beside the local file as
+    ``NAME.s3bp-remote``. Without ``delete``, a file deleted on one side is
+    restored from the other; with it, the deletion is mirrored.
+    """
     return get_default_store().sync(directory, delete=delete, dry_run=dry_run, progress=progress)
 
 
 def ls(directory: str | os.PathLike[str]) -> list[FileState]:
-    """The sync state of every file under a mapped directory (see :meth:`Store.ls`)."""
+    """The state of every file under a mapped directory (same, local newer, remote newer, ...), sorted by path."""
     return get_default_store().ls(directory)
 
 
 def resolve_conflict(filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
-    """Settle a conflict for one file: ``keep="local"`` uploads yours, ``"remote"`` takes S3's (see :meth:`Store.resolve_conflict`)."""
+    """Settle a :class:`~s3bp.errors.ConflictError` (or a sync conflict) for one file.
+
+    ``keep="local"`` uploads the local file over the S3 version (and waits);
+    ``keep="remote"`` drops this file's pending uploads, moves the local file
+    to ``NAME.s3bp-local`` and downloads the S3 version.
+    """
     get_default_store().resolve_conflict(filepath, keep=keep, bucket_name=bucket_name, namekey=namekey)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
 import logging
 import os
 import threading
@@ -24,19 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config as _config
-from . import paths
+from . import paths, remote
 from .conflicts import Refusal, after_refusal, conflict_error, head_allows, put_condition
-from .errors import DownloadError, EndpointError, InvalidArgumentError, ObjectNotFoundError, OfflineWarning, SerializationError
-from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, md5_of_etag, plan_load, record_of
+from .errors import EndpointError, InvalidArgumentError, ObjectNotFoundError, OfflineWarning, SerializationError
+from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load, record_of
 from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
-from .progress import bar as progress_bar
-from .progress import wanted as progress_wanted
-from .serializers import Deserializer, Serializer, frame_format, get_format
+from .remote import Body, Connections, Head, Refused, Stored, Wire
+from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
     from .folders import FileState, FolderOps, FolderReport
     from .index import JournalEntry, StateDB
-    from .remote import Body, Refused, Stored, Wire
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
 
 logger = logging.getLogger("s3bp")
@@ -56,8 +53,6 @@ class Store:
     client
         A boto3 S3 client to use instead of creating one from the config.
 
-    Notes
-    -----
     A store is a context manager; leaving it waits for its uploads.
     """
 
@@ -69,9 +64,8 @@ class Store:
     ):
         self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
         self.state_dir = Path(state_dir) if state_dir is not None else _config.state_dir()
-        self._given_client = client
         self._lock = threading.RLock()
-        self._wires: dict[tuple[str | None, str | None, str | None], Wire] = {}
+        self._connections = Connections(client)
         self._db: StateDB | None = None
         self._queue: UploadQueue | None = None
         self._seen_settings: dict[str, Any] | None = None
@@ -100,23 +94,9 @@ class Store:
         """The boto3 S3 client for the configured profile, region and endpoint."""
         return self._wire(self.settings()).client
 
-    def _wire(self, data: dict[str, Any], profile: Any = ANY, region: Any = ANY, endpoint: Any = ANY) -> Wire:
-        """The shared connection for the configured (or the given) profile, region and endpoint, made once."""
-        from .remote import Wire, new_client
-
-        if self._given_client is not None:
-            key: tuple[str | None, str | None, str | None] = (None, None, None)
-        else:
-            key = tuple(data[k] if v is ANY else v for k, v in (("profile", profile), ("region", region), ("endpoint_url", endpoint)))  # type: ignore[assignment]
-        with self._lock:
-            if key not in self._wires:
-                client = self._given_client or new_client(
-                    profile=key[0], region=key[1], endpoint_url=key[2], retry_mode=data["retry_mode"],
-                    max_attempts=data["max_attempts"], max_pool_connections=data["max_workers"] + 10,
-                    connect_timeout=data["connect_timeout"], read_timeout=data["read_timeout"],
-                )  # fmt: skip
-                self._wires[key] = Wire(client)
-            return self._wires[key]
+    def _wire(self, data: dict[str, Any]) -> Wire:
+        """The shared connection for the configured profile, region and endpoint."""
+        return self._connections.get(data, profile=data["profile"], region=data["region"], endpoint=data["endpoint_url"])
 
     def _state(self) -> tuple[StateDB, UploadQueue]:
         """The state database and upload queue, opened on first use (adopting orphaned uploads)."""
@@ -139,60 +119,13 @@ class Store:
     # -- saving --------------------------------------------------------------
 
     def save_object(
-        self,
-        obj: Any,
-        filepath: str | os.PathLike[str],
-        bucket_name: str | None = None,
-        serializer: Serializer | str | None = None,
-        namekey: bool | None = None,
-        wait: bool = False,
-        *,
-        conflict: str | None = None,
-        extra_args: dict[str, Any] | None = None,
+        self, obj: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, serializer: Serializer | str | None = None,
+        namekey: bool | None = None, wait: bool = False, *, conflict: str | None = None, extra_args: dict[str, Any] | None = None,
     ) -> UploadFuture:
-        """Write ``obj`` to ``filepath`` and upload it to S3.
-
-        Parameters
-        ----------
-        obj
-            The object to save.
-        filepath
-            The local file; missing parent directories are created.
-        bucket_name
-            The bucket; default: the mapped base directory's, else the default bucket.
-        serializer
-            ``callable(obj, filepath)`` or a format name; default ``"pickle"``.
-        namekey
-            Key the object by the file's base name even under a base directory.
-        wait
-            Upload before returning and raise on failure; otherwise upload in the background.
-        conflict
-            ``"raise"`` (default, or the ``conflict`` config key): if the object
-            changed in S3 since this machine last synced the file, do not
-            replace it (conditional PUT) and fail with :class:`~s3bp.errors.ConflictError`.
-            ``"overwrite"``: replace it regardless (the 0.1.x behaviour).
-        extra_args
-            Upload arguments such as ``ContentType``, ``StorageClass``,
-            ``ServerSideEncryption``, ``SSEKMSKeyId``; added to the ``upload_args``
-            config key. Only s3transfer's allowed upload arguments are accepted.
-
-        Returns
-        -------
-        UploadFuture
-            Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`).
-
-        Raises
-        ------
-        NoBucketError
-            When no bucket is given, mapped or set as default (before anything is written).
-        SerializationError
-            When the serializer raises or writes nothing; the previous file is left intact.
-        UploadError
-            With ``wait=True``, when the upload fails.
-        """
+        """Write ``obj`` to ``filepath`` and upload it to S3; see :func:`s3bp.save_object`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        return self._save(data, res, obj, _callable(serializer, "serializer", res.path), wait, self._options(data, conflict, extra_args))
+        return self._save(data, res, obj, codec(serializer, "serializer", res.path), wait, self._options(data, conflict, extra_args))
 
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
@@ -211,20 +144,10 @@ class Store:
         return _finish(fut, wait)
 
     def upload_file(
-        self,
-        filepath: str | os.PathLike[str],
-        bucket_name: str | None = None,
-        namekey: bool | None = None,
-        wait: bool = False,
-        *,
-        conflict: str | None = None,
-        extra_args: dict[str, Any] | None = None,
+        self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, wait: bool = False, *,
+        conflict: str | None = None, extra_args: dict[str, Any] | None = None,
     ) -> UploadFuture:
-        """Upload an existing local file to S3; the upload reads a copy taken now.
-
-        Parameters are as for :meth:`save_object`. Raises
-        :class:`~s3bp.errors.ObjectNotFoundError` when the file does not exist.
-        """
+        """Upload an existing local file (a copy taken now); see :func:`s3bp.upload_file`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         options = self._options(data, conflict, extra_args)
@@ -234,10 +157,9 @@ class Store:
 
     def _options(self, data: dict[str, Any], conflict: str | None, extra_args: dict[str, Any] | None) -> UploadOptions:
         """The conflict rule and upload arguments of a save, upload or push (config, then the call's)."""
-        from .remote import allowed_upload_args
         from .uploads import UploadOptions
 
-        return UploadOptions.build(data, conflict, extra_args, allowed=allowed_upload_args, source=str(self.config.path))
+        return UploadOptions.build(data, conflict, extra_args, allowed=remote.allowed_upload_args, source=str(self.config.path))
 
     def _journal(
         self, data: dict[str, Any], path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool
@@ -256,13 +178,12 @@ class Store:
         Under ``conflict="raise"``, the upload may replace only the version this
         machine last synced (see :mod:`s3bp.conflicts`).
         """
-        from .remote import Head, Stored
         from .uploads import UploadOptions
 
         data = self.settings()
         wire = self._wire(data)
-        if wire.endpoint != entry.endpoint:
-            wire = self._wire(data, entry.profile, entry.region, entry.endpoint)
+        if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
+            wire = self._connections.get(data, profile=entry.profile, region=entry.region, endpoint=entry.endpoint)
         extra = UploadOptions(entry.conflict, entry.extra_args).arguments()
         db, _ = self._state()
         record = record_of(db.record(entry.path), *entry.object_id) if entry.conflict == "raise" else None
@@ -271,10 +192,8 @@ class Store:
             assert record is not None
             head = wire.head(entry.bucket, entry.key)
             latest = db.record(entry.path)
-            refusal = after_refusal(
-                record=record, current_etag=head.etag if isinstance(head, Head) else None, latest=latest,
-                newest_upload=db.newest_upload(*entry.object_id), seq=entry.seq,
-            )  # fmt: skip
+            current, newest = head.etag if isinstance(head, Head) else None, db.newest_upload(*entry.object_id)
+            refusal = after_refusal(record=record, current_etag=current, latest=latest, newest_upload=newest, seq=entry.seq)
             if refusal is Refusal.SUPERSEDED and latest is not None:
                 outcome = Stored(latest.etag)
             elif refusal is not Refusal.CONFLICT:
@@ -292,9 +211,7 @@ class Store:
     @staticmethod
     def _send(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None) -> Stored | Refused:
         """PUT the snapshot, only over the version ``over`` records when given."""
-        from .remote import MULTIPART_THRESHOLD, Head, Refused
-
-        condition = put_condition(entry.size, over, MULTIPART_THRESHOLD)
+        condition = put_condition(entry.size, over, remote.MULTIPART_THRESHOLD)
         if condition.head_check is not None:
             head = wire.head(entry.bucket, entry.key)
             if not head_allows(condition, head.etag if isinstance(head, Head) else None):
@@ -304,131 +221,52 @@ class Store:
     # -- loading ---------------------------------------------------------------
 
     def load_object(
-        self,
-        filepath: str | os.PathLike[str],
-        bucket_name: str | None = None,
-        deserializer: Deserializer | str | None = None,
-        namekey: bool | None = None,
-        verbose: bool = False,
-        max_age: float | None = None,
-        *,
-        offline: str | None = None,
+        self, filepath: str | os.PathLike[str], bucket_name: str | None = None, deserializer: Deserializer | str | None = None,
+        namekey: bool | None = None, verbose: bool = False, max_age: float | None = None, *, offline: str | None = None,
     ) -> Any:
-        """Load an object, from the local file when it is current, else from S3.
-
-        Parameters
-        ----------
-        filepath
-            The local file.
-        bucket_name
-            The bucket; default: the mapped base directory's, else the default bucket.
-        deserializer
-            ``callable(filepath) -> obj`` or a format name; default ``"pickle"``.
-        namekey
-            Key the object by the file's base name even under a base directory.
-        verbose
-            Print whether the object came from disk or from S3.
-        max_age
-            Trust a local copy verified less than this many seconds ago
-            without asking S3 (default: the ``max_age`` config key, 0).
-        offline
-            When S3 cannot be reached and a local copy exists: ``"warn"``
-            (default, or the ``offline`` config key) loads it with an
-            :class:`~s3bp.errors.OfflineWarning`; ``"error"`` raises
-            :class:`~s3bp.errors.EndpointError`. Without a local copy it always raises.
-
-        Returns
-        -------
-        object
-
-        Raises
-        ------
-        ObjectNotFoundError
-            When the object is neither on disk nor in S3.
-        SerializationError
-            When the deserializer fails (the file is left in place).
-        """
+        """Load an object, from the local file when it is current, else from S3; see :func:`s3bp.load_object`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        read = _callable(deserializer, "deserializer", res.path)
-        return _read(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
+        read = codec(deserializer, "deserializer", res.path)
+        return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def save_dataframe(
-        self,
-        df: Any,
-        filepath: str | os.PathLike[str],
-        bucket_name: str | None = None,
-        format: str | None = None,
-        namekey: bool | None = None,
-        wait: bool = False,
-        *,
-        conflict: str | None = None,
-        extra_args: dict[str, Any] | None = None,
+        self, df: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None,
+        namekey: bool | None = None, wait: bool = False, *, conflict: str | None = None, extra_args: dict[str, Any] | None = None,
         **writer_kwargs: Any,
     ) -> UploadFuture:
-        """Write a DataFrame (pandas, or polars through polars' writers) in a registered format and upload it.
-
-        ``format`` is a format name (case-insensitive); default: the format
-        registered for the file's suffix, else ``"csv"``. ``writer_kwargs`` go to
-        the format's writer. Other parameters are as for :meth:`save_object`.
-        """
+        """Write a DataFrame in a registered format and upload it; see :func:`s3bp.save_dataframe`."""
         from .frames import is_polars
 
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         options = self._options(data, conflict, extra_args)
-        write = _frame_function(res.path, format, writer_kwargs, "serializer", "polars" if is_polars(df) else "pandas")
+        write = frame_codec(res.path, format, writer_kwargs, "serializer", "polars" if is_polars(df) else "pandas")
         return self._save(data, res, df, write, wait, options)
 
     def load_dataframe(
-        self,
-        filepath: str | os.PathLike[str],
-        bucket_name: str | None = None,
-        format: str | None = None,
-        namekey: bool | None = None,
-        verbose: bool = False,
-        max_age: float | None = None,
-        *,
-        offline: str | None = None,
-        backend: str = "pandas",
-        **reader_kwargs: Any,
+        self, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None, namekey: bool | None = None,
+        verbose: bool = False, max_age: float | None = None, *, offline: str | None = None, backend: str = "pandas", **reader_kwargs: Any,
     ) -> Any:
-        """Load a DataFrame, from the local file when it is current, else from S3.
-
-        ``format`` as for :meth:`save_dataframe`; ``backend`` is ``"pandas"`` or
-        ``"polars"`` (parquet, feather and csv; needs ``s3bp[polars]``);
-        ``reader_kwargs`` go to the format's reader. Other parameters are as for
-        :meth:`load_object`.
-        """
+        """Load a DataFrame, from the local file when it is current, else from S3; see :func:`s3bp.load_dataframe`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        read = _frame_function(res.path, format, reader_kwargs, "deserializer", backend)
-        return _read(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
+        read = frame_codec(res.path, format, reader_kwargs, "deserializer", backend)
+        return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def download_file(
-        self,
-        filepath: str | os.PathLike[str],
-        bucket_name: str | None = None,
-        namekey: bool | None = None,
-        verbose: bool = False,
-        max_age: float | None = None,
-        *,
-        offline: str | None = None,
+        self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, verbose: bool = False,
+        max_age: float | None = None, *, offline: str | None = None,
     ) -> str:
-        """Make sure the local file holds the newest version, downloading only if S3 has a newer one.
-
-        Parameters are as for :meth:`load_object`; returns the local file's
-        absolute path.
-        """
+        """Bring the local file up to date with S3 and return its path; see :func:`s3bp.download_file`."""
         data = self.settings()
         return self._load(data, self._resolve(data, filepath, bucket_name, namekey), verbose=verbose, max_age=max_age, offline=offline)
 
     def _load(self, data: dict[str, Any], res: paths.Resolution, *, verbose: bool, max_age: float | None, offline: str | None) -> str:
         """Plan the load (:func:`~s3bp.freshness.plan_load`), ask S3 at most once, act on the answer."""
-        offline = data["offline"] if offline is None else offline
+        offline, max_age = (data["offline"] if offline is None else offline), (data["max_age"] if max_age is None else max_age)
         if offline not in ("warn", "error"):
             raise InvalidArgumentError(f"offline must be 'warn' or 'error', got {offline!r}.")
-        max_age = data["max_age"] if max_age is None else max_age
         refuse_directory(res.path)
         wire = self._wire(data)
         db, _ = self._state()
@@ -450,12 +288,8 @@ class Store:
                     f"Save it first, or check the bucket and key with `s3bp where {res.path}`."
                 )
             if verdict is Verdict.OFFLINE:
-                warnings.warn(
-                    f"s3bp: S3 is unreachable; loading the local copy {res.path}, which may be older than "
-                    f"s3://{res.bucket}/{res.key}. ({outcome}) Pass offline='error' to fail instead.",
-                    OfflineWarning,
-                    stacklevel=4,
-                )
+                where = f"the local copy {res.path}, which may be older than s3://{res.bucket}/{res.key}"
+                warnings.warn(f"s3bp: S3 is unreachable; loading {where}. ({outcome}) Pass offline='error' to fail instead.", OfflineWarning, 4)
             elif verdict is Verdict.LOCAL_ONLY:
                 logger.warning("s3bp: s3://%s/%s is not in S3; using the local file %s", res.bucket, res.key, res.path)
             elif verdict is Verdict.LOCAL_CURRENT and max_age > 0:
@@ -463,14 +297,12 @@ class Store:
             elif verdict is Verdict.DOWNLOAD:
                 db.put_record(self._receive(wire, res.path, res.bucket, res.key, outcome))
         if verbose:
-            how = f"({'no request' if plan.step is Step.USE_LOCAL else 'S3 answered 304'})" if verdict is Verdict.LOCAL_CURRENT else ""
-            print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {verdict.value} {how}".rstrip())
+            how = {Step.USE_LOCAL: " (no request)"}.get(plan.step, " (S3 answered 304)") if verdict is Verdict.LOCAL_CURRENT else ""
+            print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {verdict.value}{how}")
         return res.path
 
     def _download(self, wire: Wire, path: str, bucket: str, key: str, *, target: str | None = None, expect: Any = ANY) -> SyncRecord:
         """Download the object unconditionally (see :meth:`_receive`); for folder operations."""
-        from .remote import Body
-
         first = wire.get(bucket, key)
         if not isinstance(first, Body):
             raise ObjectNotFoundError(f"Cannot download s3://{bucket}/{key}: no such object in S3.")
@@ -480,25 +312,14 @@ class Store:
     def _receive(
         wire: Wire, path: str, bucket: str, key: str, first: Body, *, target: str | None = None, expect: Any = ANY, progress: bool | None = None
     ) -> SyncRecord:
-        """Write the object beside ``target`` (default ``path``), check it, move it into place; return its sync record.
+        """Fetch the object beside ``target`` (default ``path``) and move it into place; return its sync record.
 
-        The bytes are checked against an MD5 ETag. With ``expect``, a target that
-        no longer matches it is kept and :class:`~s3bp.errors.ConflictError` raised.
+        With ``expect``, a target that no longer matches it is kept and
+        :class:`~s3bp.errors.ConflictError` raised.
         """
-        from .remote import MULTIPART_THRESHOLD
-
         target = path if target is None else target
-        md5 = md5_of_etag(first.etag, first.encrypted)
-        digest = hashlib.md5(usedforsecurity=False) if md5 else None
-        shown = first.size if first.size >= MULTIPART_THRESHOLD and progress_wanted(progress) else 0
         with Placement(target, expect=expect) as place:
-            with progress_bar(progress, shown, 0, os.path.basename(target)) as tick:
-                wire.fetch(first, bucket, key, place.tmp, digest=digest, progress=tick if shown else None)
-            if digest is not None and digest.hexdigest() != md5:
-                raise DownloadError(
-                    f"Download of s3://{bucket}/{key} was corrupted in transit (MD5 {digest.hexdigest()} does not "
-                    f"match ETag {first.etag}); {target} was left as it was. Try again; if it persists, check proxies on the way."
-                )
+            wire.fetch(first, bucket, key, place.tmp, progress=progress)
             stat = place.commit(mtime=first.last_modified)
         return SyncRecord(target, wire.endpoint, bucket, key, first.etag, stat.size, stat.mtime_ns, time.time())
 
@@ -529,88 +350,39 @@ class Store:
         db, _ = self._state()
         options = self._options(data, None, None)
         return FolderOps(
-            mappings=dict(self._mappings),
-            endpoint=wire.endpoint,
-            db=db,
-            workers=data["max_workers"],
-            resolve=lambda path: self._resolve(data, path),
-            list=wire.list,
-            download=functools.partial(self._download, wire),
-            delete=wire.delete,
-            journal=lambda path, bucket, key, wait: self._journal(data, path, bucket, key, path, options, wait),
-        )
+            mappings=dict(self._mappings), endpoint=wire.endpoint, db=db, workers=data["max_workers"],
+            resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(self._download, wire),
+            delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(data, path, bucket, key, path, options, wait),
+        )  # fmt: skip
 
     def push(
         self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, wait: bool = True, progress: bool | None = None
     ) -> FolderReport:
-        """Upload every file under a mapped directory that is new or changed since it was last in sync.
-
-        Uploads go through the upload journal with the same options as
-        :meth:`save_object` (the ``conflict`` and ``upload_args`` config keys).
-
-        Parameters
-        ----------
-        directory
-            A mapped base directory or a directory below one.
-        delete
-            Also delete from S3 the objects whose local file was deleted since
-            the last sync (never an object s3bp has not synced).
-        dry_run
-            Decide and report, but transfer and delete nothing.
-        wait
-            Wait for the uploads (they go through the upload queue either way).
-        progress
-            Show a progress bar on stderr; default: only on a terminal or in a notebook.
-
-        Returns
-        -------
-        FolderReport
-            What was uploaded, skipped (and why), in conflict or failed, and the bytes sent.
-
-        Raises
-        ------
-        InvalidPathError
-            When ``directory`` is a file or not under a mapped base directory.
-        """
+        """Upload what is new or changed under a mapped directory; see :func:`s3bp.push`."""
         from .folders import run
 
         return run(self._folder_ops(), "push", directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
 
     def pull(self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-        """Download every object under a mapped directory's prefix that is newer than the local copy.
-
-        As :meth:`push`; with ``delete``, also delete local files whose object was
-        deleted in S3 since the last sync, if they are unchanged since.
-        """
+        """Download what is newer in S3 under a mapped directory; see :func:`s3bp.pull`."""
         from .folders import run
 
         return run(self._folder_ops(), "pull", directory, delete=delete, dry_run=dry_run, progress=progress)
 
     def sync(self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-        """Pull, then push: afterwards both sides hold the newest version of every file.
-
-        A file changed on both sides since the last sync is a conflict: neither
-        side is overwritten, and the S3 version is put beside the local file as
-        ``NAME.s3bp-remote``. Without ``delete``, a file deleted on one side is
-        restored from the other; with it, the deletion is mirrored.
-        """
+        """Pull, then push a mapped directory; see :func:`s3bp.sync`."""
         from .folders import run
 
         return run(self._folder_ops(), "sync", directory, delete=delete, dry_run=dry_run, progress=progress)
 
     def ls(self, directory: str | os.PathLike[str]) -> list[FileState]:
-        """The state of every file under a mapped directory (same, local newer, remote newer, ...), sorted by path."""
+        """The sync state of every file under a mapped directory; see :func:`s3bp.ls`."""
         from .folders import survey
 
         return survey(self._folder_ops(), directory)[0]
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
-        """Settle a :class:`~s3bp.errors.ConflictError` (or a sync conflict) for one file.
-
-        ``keep="local"`` uploads the local file over the S3 version (and waits);
-        ``keep="remote"`` drops this file's pending uploads, moves the local file
-        to ``NAME.s3bp-local`` and downloads the S3 version.
-        """
+        """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""
         if keep not in ("local", "remote"):
             raise InvalidArgumentError(f"keep must be 'local' or 'remote', got {keep!r}.")
         data = self.settings()
@@ -650,12 +422,10 @@ class Store:
         with self._lock:
             queue, db = self._queue, self._db
             self._queue = self._db = None
-            wires, self._wires = list(self._wires.values()), {}
         if queue is not None:
             atexit.unregister(self._at_exit)
             queue.close()
-        for wire in wires:
-            wire.close()
+        self._connections.close()
         if db is not None:
             db.close()
 
@@ -678,34 +448,3 @@ def _finish(fut: UploadFuture, wait: bool) -> UploadFuture:
         fut.result()
     return fut
 
-
-def _callable(given: Any, role: str, path: str) -> Any:
-    """The serializer or deserializer for a callable, a format name or None (pickle)."""
-    if given is None or isinstance(given, str):
-        return getattr(get_format(given or "pickle"), role)
-    if not callable(given):
-        signature = "callable(obj, filepath)" if role == "serializer" else "callable(filepath)"
-        raise SerializationError(f"Cannot use {path}: {role} must be a {signature} or a format name, got {given!r}.")
-    return given
-
-
-def _frame_function(path: str, format: str | None, kwargs: dict[str, Any], role: str, backend: str) -> Any:
-    """The format's serializer or deserializer for a DataFrame file and backend, with the caller's keyword arguments bound."""
-    from .frames import BACKENDS, polars_function
-
-    if backend not in BACKENDS:
-        raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
-    fmt = frame_format(path, kwargs.pop("dformat", None) if format is None else format)
-    function = polars_function(fmt.name, role) if backend == "polars" else getattr(fmt, role)
-    return functools.partial(function, **kwargs) if kwargs else function
-
-
-def _read(read: Deserializer, path: str) -> Any:
-    """Deserialize a loaded file, wrapping a failure in :class:`SerializationError`."""
-    try:
-        return read(path)
-    except BaseException as exc:
-        raise SerializationError(
-            f"Could not load {path}: the deserializer raised {exc!r}. The file is left in place; "
-            f"check that it was saved in the format you are reading it with."
-        ) from exc

@@ -3,6 +3,8 @@
 Every exception subclasses :class:`S3bpError` and, where a caller would
 naturally catch a builtin, that builtin too (``ObjectNotFoundError`` is a
 ``FileNotFoundError``). Each message names what was asked for and what to do.
+This module holds the types only: botocore errors become these in
+:mod:`s3bp.remote`.
 """
 
 from __future__ import annotations
@@ -117,45 +119,3 @@ class ConflictError(S3bpError):
 class OfflineWarning(UserWarning):
     """S3 could not be reached, so a local copy that may be out of date was loaded."""
 
-
-def describe_client_error(
-    code: str, status: int | None, *, action: str, bucket: str, key: str | None = None
-) -> S3bpError:
-    """Turn an S3 error code into the matching :class:`S3bpError`.
-
-    Parameters
-    ----------
-    code, status
-        The error code and HTTP status S3 answered with.
-    action
-        What was attempted, e.g. ``"upload"``, used in the message.
-    bucket, key
-        What the request was about.
-
-    Returns
-    -------
-    S3bpError
-        The exception to raise (``from`` the botocore error).
-    """
-    where = f"s3://{bucket}/{key}" if key else f"bucket {bucket!r}"
-    if code == "NoSuchBucket":
-        return BucketNotFoundError(
-            f"Cannot {action} {where}: bucket {bucket!r} does not exist on this "
-            f"endpoint. Check the bucket name and the endpoint/region, or create the bucket."
-        )
-    if code in ("NoSuchKey", "404", "NotFound"):
-        return ObjectNotFoundError(f"Cannot {action} {where}: no such object in S3.")
-    if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-        return AccessDeniedError(
-            f"Cannot {action} {where}: access denied. Check that your credentials "
-            f"(profile, AWS_ACCESS_KEY_ID) may {action} in bucket {bucket!r}."
-        )
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
-        return CredentialsError(
-            f"Cannot {action} {where}: the endpoint rejected the credentials ({code}). "
-            f"Check your AWS credentials or profile."
-        )
-    if code == "InvalidBucketName":
-        return InvalidBucketNameError(f"Cannot {action} {where}: {bucket!r} is not a valid bucket name.")
-    suffix = f" (HTTP {status})" if status else ""
-    return S3bpError(f"Cannot {action} {where}: S3 answered {code}{suffix}.")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,8 @@ from .errors import (
     ObjectNotFoundError,
     S3bpError,
 )
-from .freshness import Answer
+from .freshness import Answer, md5_of_etag
+from .progress import bar, wanted
 from .tree import Remote
 
 #: Objects at least this large go through s3transfer (multipart, concurrent parts).
@@ -116,8 +119,8 @@ def new_client(
 ) -> Any:
     """A boto3 S3 client with botocore's retries and a connection pool sized to the workers.
 
-    With ``access_key``/``secret_key`` the client ignores the profile and
-    endpoint of the environment (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``).
+    With ``access_key``/``secret_key`` the client ignores ``AWS_PROFILE``; a
+    given ``endpoint_url`` always wins over ``AWS_ENDPOINT_URL``.
 
     Raises
     ------
@@ -130,8 +133,7 @@ def new_client(
 
     try:
         if access_key is not None:
-            core = botocore.session.Session()
-            core.set_config_variable("profile", "default")
+            core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})  # AWS_PROFILE not read
             session = boto3.session.Session(
                 aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region, botocore_session=core
             )
@@ -147,10 +149,42 @@ def new_client(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
-    kwargs: dict[str, Any] = {"endpoint_url": endpoint_url, "config": cfg}
-    if access_key is not None:
-        kwargs["endpoint_url"] = endpoint_url or "https://s3.amazonaws.com"
-    return session.client("s3", **kwargs)
+    return session.client("s3", endpoint_url=endpoint_url, config=cfg)
+
+
+class Connections:
+    """One :class:`Wire` per (profile, region, endpoint), created on first use and shared by all threads.
+
+    Parameters
+    ----------
+    client
+        A client to use for everything instead of creating them.
+    """
+
+    def __init__(self, client: Any = None):
+        self._given = client
+        self._lock = threading.Lock()
+        self._wires: dict[tuple[str | None, str | None, str | None], Wire] = {}
+
+    def get(self, settings: Mapping[str, Any], *, profile: str | None, region: str | None, endpoint: str | None) -> Wire:
+        """The wire for ``profile``, ``region`` and ``endpoint``, its client made from ``settings`` (retries, timeouts, pool)."""
+        key = (None, None, None) if self._given is not None else (profile, region, endpoint)
+        with self._lock:
+            if key not in self._wires:
+                client = self._given or new_client(
+                    profile=profile, region=region, endpoint_url=endpoint, retry_mode=settings["retry_mode"],
+                    max_attempts=settings["max_attempts"], max_pool_connections=settings["max_workers"] + 10,
+                    connect_timeout=settings["connect_timeout"], read_timeout=settings["read_timeout"],
+                )  # fmt: skip
+                self._wires[key] = Wire(client)
+            return self._wires[key]
+
+    def close(self) -> None:
+        """Shut every wire's transfer managers down."""
+        with self._lock:
+            wires, self._wires = list(self._wires.values()), {}
+        for wire in wires:
+            wire.close()
 
 
 def describe_connection(*, profile: str | None, region: str | None, endpoint_url: str | None) -> list[tuple[str, str | None, str]]:
@@ -260,30 +294,42 @@ class Wire:
         encrypted = str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(resp.get("SSECustomerAlgorithm"))
         return Body(resp["ETag"], _object_size(resp), resp["LastModified"].timestamp(), encrypted, resp["Body"])
 
-    def fetch(self, body: Body, bucket: str, key: str, dest: str, *, digest: Any = None, progress: Callable[[int], None] | None = None) -> None:
-        """Write the whole object whose first bytes are ``body`` to the file ``dest``.
+    def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> None:
+        """Write the whole object whose first bytes are ``body`` to the file ``dest``, checked.
 
         A small object is complete in ``body``; a medium one gets its rest in one
         more GET of the same version (IfMatch); a large one goes through
         s3transfer, told the size and ETag so that it sends no HEAD and every
-        part carries IfMatch. ``digest`` (a hashlib object) sees every byte.
+        part carries IfMatch, with a progress bar where ``progress`` (default:
+        on a terminal or in a notebook) says so.
+
+        Raises
+        ------
+        DownloadError
+            When the bytes do not match an MD5 ETag (``dest`` is then to be discarded).
         """
+        md5 = md5_of_etag(body.etag, body.encrypted)
+        digest = hashlib.md5(usedforsecurity=False) if md5 else None
         with _errors("download", bucket, key):
             if body.size >= MULTIPART_THRESHOLD:
                 body.stream.read()  # drain it: the connection goes back to the pool
-                subscribers = [_known_object(body.size, body.etag)]
-                if progress is not None:
-                    subscribers.append(_progress(progress))
-                self._transfer().download(bucket, key, dest, subscribers=subscribers).result()
+                with bar(progress, body.size, 0, os.path.basename(dest).split("-", 2)[-1]) as tick:
+                    subscribers = [_known_object(body.size, body.etag)] + ([_progress(tick)] if wanted(progress) else [])
+                    self._transfer().download(bucket, key, dest, subscribers=subscribers).result()
                 if digest is not None:
                     with open(dest, "rb") as done:
                         _copy(done, None, digest)
-                return
-            with open(dest, "wb") as out:
-                _copy(body.stream, out, digest)
-                if out.tell() < body.size:
-                    rest = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag)
-                    _copy(rest["Body"], out, digest)
+            else:
+                with open(dest, "wb") as out:
+                    _copy(body.stream, out, digest)
+                    if out.tell() < body.size:
+                        rest = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag)
+                        _copy(rest["Body"], out, digest)
+        if digest is not None and digest.hexdigest() != md5:
+            raise DownloadError(
+                f"Download of s3://{bucket}/{key} was corrupted in transit (MD5 {digest.hexdigest()} does not "
+                f"match ETag {body.etag}); the local file was left as it was. Try again; if it persists, check proxies on the way."
+            )
 
     def put(self, bucket: str, key: str, source: str, size: int, extra: dict[str, Any], *, if_match: str | None = None) -> Stored | Refused:
         """Upload the file ``source`` (in parts if large); with ``if_match``, only over that version.

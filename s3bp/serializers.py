@@ -8,6 +8,7 @@ usually carry; the registry is exposed read-only through :func:`formats`.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from collections.abc import Callable, Iterable, Mapping
@@ -16,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import frames
-from .errors import UnknownFormatError
+from .errors import InvalidArgumentError, SerializationError, UnknownFormatError
 
 Serializer = Callable[..., None]
 Deserializer = Callable[..., Any]
@@ -125,6 +126,36 @@ def frame_format(filepath: str, format: str | None = None) -> Format:
     if format is not None:
         return get_format(format)
     return format_for_suffix(filepath) or get_format("csv")
+
+
+def codec(given: Any, role: str, path: str) -> Any:
+    """The serializer (``role="serializer"``) or deserializer for a callable, a format name or None (pickle)."""
+    if given is None or isinstance(given, str):
+        return getattr(get_format(given or "pickle"), role)
+    if not callable(given):
+        signature = "callable(obj, filepath)" if role == "serializer" else "callable(filepath)"
+        raise SerializationError(f"Cannot use {path}: {role} must be a {signature} or a format name, got {given!r}.")
+    return given
+
+
+def frame_codec(path: str, format: str | None, kwargs: dict[str, Any], role: str, backend: str) -> Any:
+    """The serializer or deserializer of a DataFrame file's format and backend, with the caller's keyword arguments bound."""
+    if backend not in frames.BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(frames.BACKENDS)}, got {backend!r}.")
+    fmt = frame_format(path, kwargs.pop("dformat", None) if format is None else format)
+    function = frames.polars_function(fmt.name, role) if backend == "polars" else getattr(fmt, role)
+    return functools.partial(function, **kwargs) if kwargs else function
+
+
+def deserialize(read: Deserializer, path: str) -> Any:
+    """Read a loaded file with ``read``, wrapping a failure in :class:`SerializationError`."""
+    try:
+        return read(path)
+    except BaseException as exc:
+        raise SerializationError(
+            f"Could not load {path}: the deserializer raised {exc!r}. The file is left in place; "
+            f"check that it was saved in the format you are reading it with."
+        ) from exc
 
 
 def _pickle_dump(obj: Any, filepath: str) -> None:
