@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from s3bp import ConflictError
 from s3bp.errors import InvalidPathError
 from s3bp.tree import State
 

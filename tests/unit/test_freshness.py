@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from s3bp.freshness import LocalStat, Step, SyncRecord, plan_load
 
 EP, B, K = "http://s3", "bkt", "k"
@@ -51,3 +53,49 @@ def test_max_age_window():
     assert plan(local, record(verified_at=150.0), max_age=30).step is Step.IF_NONE_MATCH
     assert plan(local, record(verified_at=250.0), max_age=30).step is Step.IF_NONE_MATCH  # clock went back
     assert plan(local, record(verified_at=199.0), max_age=0).step is Step.IF_NONE_MATCH
+
+
+# -- after the answer ---------------------------------------------------------
+
+from s3bp.freshness import Answer, Plan, Verdict, after_answer, compare_seconds, md5_of_etag, record_of  # noqa: E402
+
+GET, IF_NONE, IF_MOD = Plan(Step.GET), Plan(Step.IF_NONE_MATCH, etag='"e1"'), Plan(Step.IF_MODIFIED_SINCE, since=1.5)
+
+
+@pytest.mark.parametrize(
+    ("plan_", "answer", "offline", "expected"),
+    [
+        (GET, Answer.BODY, "warn", Verdict.DOWNLOAD),
+        (IF_NONE, Answer.BODY, "warn", Verdict.DOWNLOAD),
+        (IF_NONE, Answer.NOT_MODIFIED, "warn", Verdict.LOCAL_CURRENT),
+        (IF_MOD, Answer.NOT_MODIFIED, "error", Verdict.LOCAL_CURRENT),
+        (GET, Answer.MISSING, "warn", Verdict.NOT_FOUND),
+        (IF_MOD, Answer.MISSING, "warn", Verdict.LOCAL_ONLY),
+        (IF_NONE, Answer.UNREACHABLE, "warn", Verdict.OFFLINE),
+        (IF_NONE, Answer.UNREACHABLE, "error", Verdict.FAIL),
+        (GET, Answer.UNREACHABLE, "warn", Verdict.FAIL),
+    ],
+)
+def test_after_answer(plan_, answer, offline, expected):
+    assert after_answer(plan_, answer, offline=offline) is expected
+
+
+def test_whole_second_comparison():
+    sec = 1_000_000_000
+    assert compare_seconds(100 * sec + 999_999_999, 100.0) == 0  # same second: a tie, however the ns differ
+    assert compare_seconds(101 * sec, 100.9) == 1
+    assert compare_seconds(100 * sec, 101.0) == -1
+
+
+def test_md5_of_etag():
+    md5 = "0" * 32
+    assert md5_of_etag(f'"{md5}"') == md5
+    assert md5_of_etag(f'"{md5}"', encrypted=True) is None  # SSE-KMS / SSE-C ETags are not the MD5
+    assert md5_of_etag('"' + "a" * 32 + '-3"') is None  # multipart
+
+
+def test_record_of_checks_the_object():
+    rec = record()
+    assert record_of(rec, EP, B, K) is rec
+    assert record_of(rec, EP, B, "other") is None and record_of(rec, "http://elsewhere", B, K) is None
+    assert record_of(None, EP, B, K) is None
