@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
 from . import paths
 from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
-from .localfiles import file_md5, local_stat
+from .localfiles import file_md5, from_stat, local_stat
 from .progress import bar
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts
 
@@ -390,8 +391,8 @@ def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, Local
                 st = os.stat(path)
             except OSError:
                 continue  # vanished, or a dangling link
-            if os.path.isfile(path):
-                yield path, LocalStat(st.st_size, st.st_mtime_ns)
+            if S_ISREG(st.st_mode):
+                yield path, from_stat(st)
 
 
 def _inside(path: str, root: str) -> bool:

@@ -21,13 +21,17 @@ from .freshness import LocalStat
 ANY = object()  #: no expectation about the target
 
 
+def from_stat(st: os.stat_result) -> LocalStat:
+    """The :class:`LocalStat` of an ``os.stat`` result."""
+    return LocalStat(st.st_size, st.st_mtime_ns)
+
+
 def local_stat(path: str) -> LocalStat | None:
     """The file's size and mtime, or None when there is no such file."""
     try:
-        st = os.stat(path)
+        return from_stat(os.stat(path))
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return LocalStat(st.st_size, st.st_mtime_ns)
 
 
 def remove(path: str | os.PathLike[str]) -> None:
@@ -128,11 +132,11 @@ class Placement:
         if mtime is not None:
             stamp = int(mtime)
             os.utime(self.tmp, (stamp, stamp))
-        st = os.stat(self.tmp)
+        stat = from_stat(os.stat(self.tmp))
         if self._expect is not ANY and local_stat(self.target) != self._expect:
             raise ConflictError(f"{self.target} changed while its new version was being written; the local file was kept.", self.target)
         os.replace(self.tmp, self.target)
-        return LocalStat(st.st_size, st.st_mtime_ns)
+        return stat
 
 
 def set_aside(path: str, suffix: str) -> None:
