@@ -10,10 +10,11 @@ a thread pool through the same code as a load.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
@@ -280,9 +281,9 @@ def run(
     with bar(progress, total, len(uploads) + len(downloads) + len(fetch_beside), operation) as tick:
         _download_all(ops, downloads, fetch_beside, report, tick)
         for f in todo.get(Action.DELETE_LOCAL, []):
-            _attempt(report, f, lambda f=f: _delete_local(db, f), report.deleted_local)
+            _attempt(report, f, functools.partial(_delete_local, db, f), report.deleted_local)
         for f in todo.get(Action.DELETE_REMOTE, []):
-            _attempt(report, f, lambda f=f: (ops.delete(f.bucket, f.key), db.delete_record(f.path)), report.deleted_remote)
+            _attempt(report, f, functools.partial(_delete_remote, ops, f), report.deleted_remote)
         _upload_all(ops, uploads, report, tick, wait)
     return report
 
@@ -323,7 +324,7 @@ def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileS
 
     workers = max(1, min(ops.workers, len(downloads) + len(beside)))
     with ThreadPoolExecutor(workers, thread_name_prefix="s3bp-pull") as pool:
-        jobs = [(f, pool.submit(fetch, f, False), report.downloaded) for f in downloads]
+        jobs: list[tuple[FileState, Future[int], list[str] | None]] = [(f, pool.submit(fetch, f, False), report.downloaded) for f in downloads]
         jobs += [(f, pool.submit(fetch, f, True), None) for f in beside]
         for f, job, done in jobs:
             _attempt(report, f, job.result, done)
@@ -341,7 +342,7 @@ def _upload_all(ops: FolderOps, uploads: list[FileState], report: FolderReport, 
             report.failed.append((f.path, str(exc)))
     for f, fut in futures:
         if wait:
-            _attempt(report, f, lambda fut=fut, f=f: (fut.result(), f.size)[1], report.uploaded)
+            _attempt(report, f, functools.partial(_size_when_done, fut, f.size), report.uploaded)
         else:
             report.uploaded.append(f.path)
             report.bytes += f.size
@@ -362,6 +363,18 @@ def _attempt(report: FolderReport, f: FileState, do: Callable[[], Any], done: li
             done.append(f.path)
         if isinstance(size, int):
             report.bytes += size
+
+
+def _size_when_done(fut: UploadFuture, size: int) -> int:
+    """Wait for an upload; its size, for the report."""
+    fut.result()
+    return size
+
+
+def _delete_remote(ops: FolderOps, f: FileState) -> None:
+    """Delete a file's object in S3 and forget its sync record."""
+    ops.delete(f.bucket, f.key)
+    ops.db.delete_record(f.path)
 
 
 def _delete_local(db: StateDB, f: FileState) -> None:
