@@ -139,8 +139,7 @@ class Store:
                     f"Could not save {res.path}: the serializer wrote no file at the path it was given ({place.tmp}). "
                     f"A serializer must write to exactly that path."
                 )
-            fut = self._journal(data, res.path, res.bucket, res.key, place.tmp, options, wait)
-            place.commit()
+            fut = self._journal(data, res.path, res.bucket, res.key, place.tmp, options, wait, placed=place.commit)
         return _finish(fut, wait)
 
     def upload_file(
@@ -162,14 +161,14 @@ class Store:
         return UploadOptions.build(data, conflict, extra_args, allowed=remote.allowed_upload_args, source=str(self.config.path))
 
     def _journal(
-        self, data: dict[str, Any], path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool
+        self, data: dict[str, Any], path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
         _, queue = self._state()
         wire = self._wire(data)
         return queue.journal(
             path=path, bucket=bucket, key=key, source=source, endpoint=wire.endpoint, profile=data["profile"],
-            region=wire.region, options=options, wait=wait,
+            region=wire.region, options=options, wait=wait, placed=placed,
         )  # fmt: skip
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:

@@ -14,6 +14,8 @@ thread and process that uses the same state directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +63,10 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
 CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
 CREATE INDEX IF NOT EXISTS journal_object ON journal (bucket, key);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 
@@ -114,6 +120,7 @@ class StateDB:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        _create_private(self.path)
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             have = {row[1] for row in conn.execute("PRAGMA table_info(journal)")}
@@ -225,10 +232,33 @@ class StateDB:
 
     # -- upload journal ---------------------------------------------------
 
-    def add_entry(self, entry: JournalEntry) -> None:
-        """Journal a save (durably, before the save returns)."""
+    def add_entry(self, entry: JournalEntry) -> JournalEntry:
+        """Journal a save (durably, before the save returns), giving it the next save sequence number.
+
+        The sequence orders the saves of every process sharing this state
+        directory; it never depends on the wall clock. A database made by s3bp
+        0.2 (which used wall-clock nanoseconds) continues above its largest value.
+
+        Returns
+        -------
+        JournalEntry
+            ``entry`` with its ``seq``.
+        """
         marks = ", ".join("?" * len(JournalEntry.__dataclass_fields__))
-        self._write(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
+        with self._transaction() as conn:
+            row = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+            if row is None:
+                start = conn.execute(
+                    "SELECT max(coalesce((SELECT max(seq) FROM journal), 0), coalesce((SELECT max(saved_ns) FROM records), 0))"
+                ).fetchone()[0]
+                conn.execute("INSERT INTO counters (name, value) VALUES ('seq', ?)", (start + 1,))
+                seq = start + 1
+            else:
+                seq = row[0] + 1
+                conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
+            entry = dataclasses.replace(entry, seq=seq)
+            conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
+        return entry
 
     def remove_entry(self, entry_id: str) -> None:
         """Drop a journal entry (uploaded or superseded)."""
@@ -277,6 +307,24 @@ class StateDB:
         rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,)).fetchall()
         pending = conn.execute("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)).fetchone()
         return (SyncRecord(*rows[0]) if rows else None), pending is not None
+
+
+def _create_private(path: str) -> None:
+    """Create the database file with mode 0600 (or make an older one 0600) before SQLite opens it.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode, whatever the umask.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if os.name == "posix" and os.fstat(fd).st_mode & 0o077:
+            # made by s3bp <= 0.2 with SQLite's default 0644; another user's file is left as it is
+            with contextlib.suppress(PermissionError):
+                os.fchmod(fd, 0o600)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    os.chmod(path + suffix, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _subtree_range(directory: str, sep: str) -> tuple[str, str]:

@@ -7,7 +7,10 @@ package costs ~40 ms, paid by every process's first load); elsewhere the
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+from collections.abc import Iterator
 
 try:
     import fcntl
@@ -67,3 +70,32 @@ class FileLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+class StripedLocks:
+    """Exclusive locks on names, spread over a fixed set of lock files so that none accumulate.
+
+    Every thread and process using the same ``directory`` sees the same locks
+    (``flock`` is per open file, so two threads of one process exclude each
+    other too). Two names may share a stripe: they then only wait for each other.
+
+    Parameters
+    ----------
+    directory
+        Where the lock files live (created if missing).
+    prefix
+        Names the lock files, so that several families of locks can share a directory.
+    stripes
+        How many lock files.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], prefix: str, stripes: int = 256):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._dir, self._prefix, self._stripes = os.fspath(directory), prefix, stripes
+
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        """Hold the lock of ``name`` for the duration of the block."""
+        stripe = int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big") % self._stripes
+        with FileLock(os.path.join(self._dir, f"{self._prefix}-{stripe:03d}.lock")):
+            yield

@@ -34,7 +34,7 @@ from .errors import ConflictError, InvalidArgumentError, S3bpError, UploadError
 from .freshness import SyncRecord
 from .index import JournalEntry, StateDB
 from .localfiles import make_snapshot, remove
-from .locks import FileLock
+from .locks import FileLock, StripedLocks
 
 logger = logging.getLogger("s3bp")
 
@@ -215,28 +215,24 @@ class UploadQueue:
         self._ready: queue.SimpleQueue = queue.SimpleQueue()
         self._workers = 0
         self._target = max_workers
-        self._last_seq = 0
         self._closed = False
+        locks_dir = spool_dir.parent / "locks"
+        # Saves of one path journal and replace the file in sequence order; uploads of one object never overlap.
+        self._path_locks, self._object_locks = StripedLocks(locks_dir, "path"), StripedLocks(locks_dir, "object")
 
     # -- submitting --------------------------------------------------------
-
-    def next_seq(self) -> int:
-        """A save time in ns, strictly increasing within the process."""
-        with self._lock:
-            self._last_seq = max(self._last_seq + 1, time.time_ns())
-            return self._last_seq
 
     def spool_path(self, entry_id: str) -> Path:
         """Where the snapshot of entry ``entry_id`` is kept."""
         return self._spool / entry_id
 
     def new_entry(self, **fields) -> JournalEntry:
-        """A journal entry owned by this process, with a fresh id and save time."""
+        """A journal entry owned by this process, with a fresh id (its sequence number comes with the journal row)."""
         entry_id = uuid.uuid4().hex
         return JournalEntry(
             id=entry_id,
             owner=self._owner.token,
-            seq=self.next_seq(),
+            seq=0,
             spool=str(self.spool_path(entry_id)),
             pid=os.getpid(),
             created=time.time(),
@@ -255,8 +251,14 @@ class UploadQueue:
         region: str | None,
         options: UploadOptions,
         wait: bool,
+        placed: Callable[[], object] | None = None,
     ) -> UploadFuture:
         """Snapshot ``source`` into the spool, journal the save and queue its upload.
+
+        Saves of one path are journaled one at a time, and ``placed`` (which
+        moves a new version into place at ``path``) runs before the next one
+        is journaled: the order of the versions on disk is the order of the
+        uploads, whatever the processes and threads involved.
 
         Parameters
         ----------
@@ -270,34 +272,40 @@ class UploadQueue:
             The conflict rule and upload arguments.
         wait
             Whether the caller waits (a background failure is then not printed).
+        placed
+            Called once the save is journaled; if it raises, the save is dropped.
         """
+        with self._path_locks.hold(path):
+            entry = self._journal_one(path, source, options, placed, bucket=bucket, key=key, endpoint=endpoint, profile=profile, region=region)
+        self._discard_older(entry)  # earlier failed saves of this object are superseded now
+        fut = UploadFuture(entry.bucket, entry.key, entry.path)
+        self._enqueue(_Job(entry, [fut], not wait))
+        return fut
+
+    def _journal_one(self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, **where: Any) -> JournalEntry:
+        """Snapshot, journal row and placement of one save; undone whole on failure."""
         st = os.stat(source)
         entry = self.new_entry(
             path=path,
-            endpoint=endpoint,
-            profile=profile,
-            region=region,
-            bucket=bucket,
-            key=key,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             conflict=options.conflict,
             extra_args=options.extra_args,
+            **where,
         )
         try:
             make_snapshot(source, entry.spool)
-            return self.submit(entry, report=not wait)
+            entry = self._db.add_entry(entry)
         except BaseException:
             remove(entry.spool)
             raise
-
-    def submit(self, entry: JournalEntry, report: bool = True) -> UploadFuture:
-        """Journal ``entry`` (its spool file must exist) and queue it for upload."""
-        self._db.add_entry(entry)
-        self._discard_older(entry)  # earlier failed saves of this object are superseded now
-        fut = UploadFuture(entry.bucket, entry.key, entry.path)
-        self._enqueue(_Job(entry, [fut], report))
-        return fut
+        if placed is not None:
+            try:
+                placed()
+            except BaseException:
+                self._discard(entry)
+                raise
+        return entry
 
     def _enqueue(self, job: _Job) -> None:
         """Place a journaled job in its object's slot, superseding older saves."""
@@ -367,10 +375,12 @@ class UploadQueue:
         error: BaseException | None = None
         completed = False
         try:
-            # A recorded upload at least as new means this save is already superseded (or done).
-            if self._db.newest_upload(*entry.object_id) < entry.seq:
-                self._db.complete_upload(self._upload(entry), entry.id)  # drops the journal row too
-                completed = True
+            # One upload of an object at a time on this machine, so that a slow older one can never land after a newer one.
+            with self._object_locks.hold("\n".join(entry.object_id)):
+                # A recorded upload at least as new means this save is already superseded (or done).
+                if self._db.newest_upload(*entry.object_id) < entry.seq:
+                    self._db.complete_upload(self._upload(entry), entry.id)  # drops the journal row too
+                    completed = True
         except BaseException as exc:  # noqa: B036 - recorded and re-raised to waiters
             error = exc
         if error is None:

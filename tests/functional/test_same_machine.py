@@ -1,0 +1,109 @@
+"""Saves of one machine, whatever the processes, threads and clocks: the last save wins, in S3 and on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import s3bp
+
+from ..support import unpickled
+
+
+def start_python(code: str) -> subprocess.Popen:
+    """A second process of this machine: same environment, so the same config and state directory."""
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def fresh_store() -> None:
+    """The next call starts a new default store: as a new process of this machine would."""
+    old = s3bp.set_default_store(None)
+    if old is not None:
+        old.close()
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["background", "wait"])
+@pytest.mark.parametrize("rule", ["raise", "overwrite"])
+def test_a_slow_older_upload_of_another_process_never_lands_last(tmp_path, bucket, raw, proxy, wait, rule):
+    path = tmp_path / "obj.pkl"
+    proxy.script("delay:2")  # the first connection, process A's PUT, is held two seconds
+    a = start_python(
+        f"""
+        import s3bp
+        s3bp.save_object("A: older", {str(path)!r}, {bucket!r}, conflict={rule!r})
+        print("saved", flush=True)
+        s3bp.flush()
+        """
+    )
+    assert a.stdout.readline().strip() == "saved"
+    wait_for(lambda: proxy.connections >= 1)  # A's PUT is on its way, and held
+    s3bp.save_object("B: newer", path, bucket, wait=wait, conflict=rule)
+    s3bp.flush()
+    out, err = a.communicate(timeout=60)
+    assert a.returncode == 0, err
+    assert unpickled(raw, bucket, "obj.pkl") == "B: newer"
+    fresh_store()
+    assert s3bp.load_object(path, bucket) == "B: newer"
+    assert unpickled(raw, bucket, "obj.pkl") == "B: newer" and s3bp.pending_uploads() == []
+
+
+def test_saves_from_two_threads_end_with_the_last_in_s3_and_on_disk(tmp_path, bucket, raw):
+    path = tmp_path / "obj.pkl"
+    stores = [s3bp.Store(), s3bp.Store()]  # two stores on one state directory, as two processes have
+    done = []
+
+    def saver(store: s3bp.Store, tag: str) -> None:
+        for i in range(20):
+            store.save_object(f"{tag}{i}", path, bucket)
+        done.append(tag)
+
+    threads = [threading.Thread(target=saver, args=(s, t)) for s, t in zip(stores, "ab")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.flush()
+        s.close()
+    on_disk = s3bp.load_object(path, bucket)
+    assert unpickled(raw, bucket, "obj.pkl") == on_disk and on_disk in ("a19", "b19")
+
+
+def test_a_clock_that_steps_back_never_drops_a_save(tmp_path, bucket, raw, monkeypatch):
+    path = tmp_path / "obj.pkl"
+    with monkeypatch.context() as m:
+        ahead = time.time_ns() + 3600 * 10**9
+        m.setattr(time, "time_ns", lambda: ahead)  # this process runs with the clock an hour ahead
+        s3bp.save_object("v1, clock ahead", path, bucket, wait=True)
+        fresh_store()
+    s3bp.save_object("v2, clock corrected", path, bucket, wait=True)  # a later process, the clock stepped back
+    assert unpickled(raw, bucket, "obj.pkl") == "v2, clock corrected"
+    fresh_store()
+    assert s3bp.load_object(path, bucket) == "v2, clock corrected"
+
+
+def test_a_state_database_of_0_2_continues_above_its_wall_clock_sequence(tmp_path, bucket, raw):
+    import sqlite3
+
+    path = tmp_path / "obj.pkl"
+    s3bp.save_object("v1", path, bucket, wait=True)
+    state = os.environ["S3BP_STATE_DIR"] + "/state.sqlite3"
+    fresh_store()
+    with sqlite3.connect(state) as conn:  # as s3bp 0.2 left it: wall-clock ns in saved_ns, no counter yet
+        conn.execute("UPDATE records SET saved_ns = ?", (time.time_ns(),))
+        conn.execute("DELETE FROM counters")
+    s3bp.save_object("v2", path, bucket, wait=True)
+    assert unpickled(raw, bucket, "obj.pkl") == "v2"
