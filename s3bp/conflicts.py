@@ -25,13 +25,26 @@ class Condition:
     head_check: str | None = None  #: HEAD first and refuse unless the object is missing or has this ETag
 
 
-def put_condition(size: int, over: SyncRecord | None, multipart_threshold: int) -> Condition:
-    """The condition for uploading ``size`` bytes over the version ``over`` records (None: unconditional)."""
+#: How long a finding about an endpoint's conditional writes is trusted before it is checked again.
+RECHECK_SECONDS = 7 * 24 * 3600
+
+
+def put_condition(size: int, over: SyncRecord | None, multipart_threshold: int, *, conditional: bool = True) -> Condition:
+    """The condition for uploading ``size`` bytes over the version ``over`` records (None: unconditional).
+
+    ``conditional`` says whether the endpoint honours ``IfMatch``; where it does
+    not, every upload is checked with a HEAD first, as multipart ones are.
+    """
     if over is None:
         return Condition()
-    if size < multipart_threshold:
+    if size < multipart_threshold and conditional:
         return Condition(if_match=over.etag)
     return Condition(head_check=over.etag)
+
+
+def needs_check(known: tuple[bool, float] | None, now: float) -> bool:
+    """Whether an endpoint's conditional writes must be (re)checked, given what is known: (honoured, checked_at)."""
+    return known is None or not 0 <= now - known[1] < RECHECK_SECONDS
 
 
 def head_allows(condition: Condition, current_etag: str | None) -> bool:

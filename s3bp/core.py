@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths, remote
-from .conflicts import Refusal, after_refusal, conflict_error, head_allows, put_condition
+from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
 from .errors import EndpointError, InvalidArgumentError, ObjectNotFoundError, OfflineWarning, SerializationError
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load, record_of
 from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
@@ -186,7 +186,8 @@ class Store:
         extra = UploadOptions(entry.conflict, entry.extra_args).arguments()
         db, _ = self._state()
         record = record_of(db.record(entry.path), *entry.object_id) if entry.conflict == "raise" else None
-        outcome = self._send(wire, entry, extra, record)
+        conditional = record is None or self._conditional(db, wire, entry.bucket)
+        outcome = self._send(wire, entry, extra, record, conditional)
         if not isinstance(outcome, Stored):
             assert record is not None
             head = wire.head(entry.bucket, entry.key)
@@ -196,7 +197,7 @@ class Store:
             if refusal is Refusal.SUPERSEDED and latest is not None:
                 outcome = Stored(latest.etag)
             elif refusal is not Refusal.CONFLICT:
-                outcome = self._send(wire, entry, extra, latest if refusal is Refusal.OVER_LATEST else None)
+                outcome = self._send(wire, entry, extra, latest if refusal is Refusal.OVER_LATEST else None, conditional)
             if not isinstance(outcome, Stored):
                 raise conflict_error(
                     path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created,
@@ -208,9 +209,21 @@ class Store:
         )  # fmt: skip
 
     @staticmethod
-    def _send(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None) -> Stored | Refused:
+    def _conditional(db: StateDB, wire: Wire, bucket: str) -> bool:
+        """Whether the endpoint honours conditional writes: checked once (one probe PUT), remembered, re-checked weekly."""
+        known = db.endpoint_mode(wire.endpoint)
+        if known is not None and not needs_check(known, time.time()):
+            return known[0]
+        honoured = wire.honours_conditions(bucket)
+        if not honoured:
+            logger.warning("s3bp: %s ignores conditional writes; uploads there are checked with a HEAD first", wire.endpoint)
+        db.set_endpoint_mode(wire.endpoint, honoured, time.time())
+        return honoured
+
+    @staticmethod
+    def _send(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None, conditional: bool) -> Stored | Refused:
         """PUT the snapshot, only over the version ``over`` records when given."""
-        condition = put_condition(entry.size, over, remote.MULTIPART_THRESHOLD)
+        condition = put_condition(entry.size, over, remote.MULTIPART_THRESHOLD, conditional=conditional)
         if condition.head_check is not None:
             head = wire.head(entry.bucket, entry.key)
             if not head_allows(condition, head.etag if isinstance(head, Head) else None):

@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS endpoints (
+    endpoint TEXT PRIMARY KEY,
+    conditional INTEGER NOT NULL,
+    checked_at REAL NOT NULL
+);
 """
 
 
@@ -229,6 +234,21 @@ class StateDB:
     def touch(self, path: str, verified_at: float) -> None:
         """Note that the record of ``path`` was confirmed current at ``verified_at``."""
         self._write("UPDATE records SET verified_at = ? WHERE path = ?", (verified_at, path))
+
+    # -- endpoints --------------------------------------------------------
+
+    def endpoint_mode(self, endpoint: str) -> tuple[bool, float] | None:
+        """Whether ``endpoint`` honours conditional writes, and when that was checked; None if never."""
+        rows = self._query("SELECT conditional, checked_at FROM endpoints WHERE endpoint = ?", (endpoint,))
+        return (bool(rows[0][0]), rows[0][1]) if rows else None
+
+    def set_endpoint_mode(self, endpoint: str, conditional: bool, checked_at: float) -> None:
+        """Remember whether ``endpoint`` honours conditional writes."""
+        self._write("INSERT OR REPLACE INTO endpoints (endpoint, conditional, checked_at) VALUES (?, ?, ?)", (endpoint, int(conditional), checked_at))
+
+    def endpoint_modes(self) -> dict[str, tuple[bool, float]]:
+        """Every endpoint checked so far: whether it honours conditional writes, and when that was checked."""
+        return {e: (bool(c), t) for e, c, t in self._query("SELECT endpoint, conditional, checked_at FROM endpoints ORDER BY endpoint")}
 
     # -- upload journal ---------------------------------------------------
 

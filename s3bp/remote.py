@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -350,6 +351,21 @@ class Wire:
                 self._transfer(threaded=False).upload(source, bucket, key, extra_args=extra).result()
             return Stored(self.client.head_object(Bucket=bucket, Key=key)["ETag"])
         return Refused(seen.code)
+
+    def honours_conditions(self, bucket: str) -> bool:
+        """Whether the store refuses a PUT whose ``IfMatch`` does not hold (some S3-compatible stores ignore it).
+
+        Sends one conditional PUT of an empty probe object that does not exist:
+        a store that honours the condition refuses it (404 or 412); one that
+        answers 501 cannot do conditions; one that stores it ignores them (the
+        probe is then deleted).
+        """
+        key = f".s3bp-probe-{uuid.uuid4().hex}"
+        answer = self.put(bucket, key, os.devnull, 0, {}, if_match='"' + "0" * 32 + '"')
+        if isinstance(answer, Stored):
+            self.delete(bucket, key)
+            return False
+        return answer.code != "501"
 
     def head(self, bucket: str, key: str) -> Head | Missing:
         """The object's ETag, size and LastModified, or :class:`Missing`."""

@@ -140,7 +140,8 @@ class FaultProxy:
     Each accepted connection takes the next scripted action (default
     ``"pass"``): ``"pass"`` pipes bytes to the upstream; ``"reset"`` pipes the
     request, then resets the connection before answering; ``"delay:S"``
-    waits S seconds, then pipes; ``("replace", OLD, NEW)`` pipes but swaps
+    waits S seconds, then pipes; ``("replace-request", OLD, NEW)`` swaps them in what the client sends;
+    ``("replace", OLD, NEW)`` pipes but swaps
     the bytes OLD for NEW in what the upstream answers; an int answers that HTTP status with an S3
     error body (503 is ``SlowDown``, 403 ``AccessDenied``, 500
     ``InternalError``). ``off()`` closes the listening socket so connections
@@ -239,6 +240,8 @@ class FaultProxy:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif isinstance(action, tuple) and action[0] == "replace":
                 self._pipe(conn, action[1], action[2])
+            elif isinstance(action, tuple) and action[0] == "replace-request":
+                self._pipe(conn, request=(action[1], action[2]))
             else:
                 if isinstance(action, str) and action.startswith("delay:"):
                     time.sleep(float(action.split(":", 1)[1]))
@@ -254,7 +257,7 @@ class FaultProxy:
         head = f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         conn.sendall(head.encode() + body)
 
-    def _pipe(self, conn: socket.socket, old: bytes = b"", new: bytes = b"") -> None:
+    def _pipe(self, conn: socket.socket, old: bytes = b"", new: bytes = b"", request: tuple[bytes, bytes] = (b"", b"")) -> None:
         up = socket.create_connection(self.upstream, timeout=30)
 
         def pump(src, dst):
@@ -265,6 +268,8 @@ class FaultProxy:
                         break
                     if old and src is up:
                         data = data.replace(old, new)
+                    if request[0] and src is conn:
+                        data = data.replace(*request)
                     dst.sendall(data)
             except OSError:
                 pass

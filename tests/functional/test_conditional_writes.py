@@ -1,0 +1,57 @@
+"""Stores that ignore conditional writes: detected once per endpoint, and saves there are checked with a HEAD."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from s3bp import ConflictError
+
+from ..support import make_machine, unpickled
+
+IGNORES_IF_MATCH = ("replace-request", b"If-Match:", b"X-Ignored:")  # the store never sees the condition
+
+
+@pytest.fixture
+def lax(tmp_path, proxy, bucket):
+    """A machine whose endpoint (the proxy in front of moto) drops every If-Match header."""
+    proxy.always(IGNORES_IF_MATCH)
+    m = make_machine(tmp_path / "lax", proxy.url, default_bucket=bucket)
+    yield m
+    m.close()
+
+
+def test_a_store_ignoring_if_match_still_gets_no_silent_overwrite(lax, raw, bucket, caplog):
+    path = lax.root / "data.pkl"
+    lax.store.save_object("v1", path, wait=True)
+    raw.put_object(Bucket=bucket, Key="data.pkl", Body=b"another machine's newer version")
+    with caplog.at_level(logging.WARNING, logger="s3bp"), pytest.raises(ConflictError):
+        lax.store.save_object("v2", path, wait=True)
+    assert raw.get_object(Bucket=bucket, Key="data.pkl")["Body"].read() == b"another machine's newer version"
+    assert [r.message for r in caplog.records if "ignores conditional writes" in r.message]
+    assert not list(raw.list_objects_v2(Bucket=bucket, Prefix=".s3bp-probe").get("Contents", []))  # the probe is cleaned up
+
+
+def test_the_finding_is_remembered_per_endpoint(lax, raw, bucket):
+    path = lax.root / "data.pkl"
+    lax.store.save_object("v1", path, wait=True)
+    lax.log.clear()
+    lax.store.save_object("v2", path, wait=True)  # probe PUT (+ DELETE), HEAD check, PUT
+    assert lax.log.operations == ["PutObject", "DeleteObject", "HeadObject", "PutObject"]
+    lax.log.clear()
+    lax.store.save_object("v3", path, wait=True)  # known: HEAD check, PUT
+    assert lax.log.operations == ["HeadObject", "PutObject"]
+    assert unpickled(raw, bucket, "data.pkl") == "v3"
+
+
+def test_an_honest_store_is_probed_once_and_keeps_if_match(machine, raw, bucket):
+    m = machine("honest", default_bucket=bucket)
+    path = m.root / "data.pkl"
+    m.store.save_object("v1", path, wait=True)
+    m.log.clear()
+    m.store.save_object("v2", path, wait=True)
+    assert m.log.operations == ["PutObject", "PutObject"]  # the probe (refused: 404), then the conditional PUT
+    m.log.clear()
+    m.store.save_object("v3", path, wait=True)
+    assert m.log.operations == ["PutObject"]
