@@ -98,23 +98,31 @@ class Store:
         """The shared connection for the configured profile, region and endpoint."""
         return self._connections.get(data, profile=data["profile"], region=data["region"], endpoint=data["endpoint_url"])
 
+    def _index(self) -> StateDB:
+        """The state database (sync records and journal), opened on first use; all a load needs."""
+        if self._db is None:
+            with self._lock:
+                if self._db is None:
+                    from .index import StateDB
+
+                    self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    self._db = StateDB(self.state_dir / "state.sqlite3")
+        return self._db
+
     def _state(self) -> tuple[StateDB, UploadQueue]:
-        """The state database and upload queue, opened on first use (adopting orphaned uploads)."""
+        """The state database and the upload queue, opened on first use (adopting orphaned uploads)."""
+        db = self._index()
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
-                    from .index import StateDB
                     from .uploads import Owner, UploadQueue
 
-                    self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    db = StateDB(self.state_dir / "state.sqlite3")
                     owner = Owner(self.state_dir / "owners")
                     queue = UploadQueue(db, self.state_dir / "spool", owner, self._upload_entry, self.settings()["max_workers"])
-                    self._db, self._queue = db, queue
+                    self._queue = queue
                     atexit.register(self._at_exit)
                     queue.adopt_orphans()
-        assert self._db is not None
-        return self._db, self._queue
+        return db, self._queue
 
     # -- saving --------------------------------------------------------------
 
@@ -281,7 +289,7 @@ class Store:
             raise InvalidArgumentError(f"offline must be 'warn' or 'error', got {offline!r}.")
         refuse_directory(res.path)
         wire = self._wire(data)
-        db, _ = self._state()
+        db = self._index()
         record, pending = db.load_state(res.path)
         local = local_stat(res.path)
         plan = plan_load(local, record, endpoint=wire.endpoint, bucket=res.bucket, key=res.key, pending=pending, now=time.time(), max_age=max_age)
@@ -331,9 +339,9 @@ class Store:
         """
         target = path if target is None else target
         with Placement(target, expect=expect) as place:
-            wire.fetch(first, bucket, key, place.tmp, progress=progress)
+            part_size = wire.fetch(first, bucket, key, place.tmp, progress=progress)
             stat = place.commit(mtime=first.last_modified)
-        return SyncRecord(target, wire.endpoint, bucket, key, first.etag, stat.size, stat.mtime_ns, time.time())
+        return SyncRecord(target, wire.endpoint, bucket, key, first.etag, stat.size, stat.mtime_ns, time.time(), part_size=part_size)
 
     # -- the queue, folders and conflicts ----------------------------------------
 
