@@ -10,6 +10,11 @@ the request, :func:`after_answer` what to do with the answer.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,6 +40,7 @@ class SyncRecord:
     mtime_ns: int
     verified_at: float
     saved_ns: int = 0
+    part_size: int = 0  # the part size that reproduced a multipart ETag (0: not multipart, or not known)
 
     def is_of(self, endpoint: str, bucket: str, key: str) -> bool:
         """Whether this record is about the object ``endpoint/bucket/key``."""
@@ -62,7 +68,7 @@ def compare_seconds(local_mtime_ns: int, last_modified: float) -> int:
 
 def md5_of_etag(etag: str, encrypted: bool = False) -> str | None:
     """The MD5 hex digest an ETag stands for, or None when it is not one (multipart, SSE-KMS, SSE-C)."""
-    bare = etag.strip('"')
+    bare = etag.strip('"').lower()
     return bare if len(bare) == 32 and "-" not in bare and not encrypted else None
 
 
@@ -174,3 +180,62 @@ def after_answer(plan: Plan, answer: Answer, *, offline: str = "warn") -> Verdic
         return Verdict.LOCAL_ONLY if has_local else Verdict.NOT_FOUND
     return Verdict.OFFLINE if has_local and offline == "warn" else Verdict.FAIL
 
+
+# -- multipart ETags -------------------------------------------------------------
+
+_MULTIPART_ETAG = re.compile(r"[0-9a-fA-F]{32}-([1-9][0-9]{0,4})")
+
+
+def etag_parts(etag: str, encrypted: bool = False) -> int | None:
+    """How many parts a multipart ETag (``"<hex MD5>-N"``) stands for; None when it is not one we can check.
+
+    The ETag of an object encrypted with SSE-KMS or SSE-C is no MD5, multipart or not.
+    """
+    found = _MULTIPART_ETAG.fullmatch(etag.strip('"'))
+    return int(found.group(1)) if found and not encrypted else None
+
+
+def parts_for(size: int, part_size: int) -> int:
+    """How many parts a ``size``-byte upload in ``part_size`` parts has (one for an empty object)."""
+    return max(1, -(-size // part_size)) if part_size > 0 else 0
+
+
+def multipart_etag(chunks: Iterable[bytes], part_size: int | Sequence[int]) -> str:
+    """The ETag S3 gives an object uploaded in parts: ``"<md5 of the parts' MD5 digests>-<number of parts>"``.
+
+    Parameters
+    ----------
+    chunks
+        The object's bytes, in pieces of any size.
+    part_size
+        The size of every part but the last, or the length of each part in
+        order (bytes beyond them make one more part).
+
+    Returns
+    -------
+    str
+        The ETag, quoted as S3 sends it.
+    """
+    lengths = _part_lengths(part_size)
+    digests: list[bytes] = []
+    part, left, filled = hashlib.md5(usedforsecurity=False), next(lengths), False
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            if left == 0:
+                digests.append(part.digest())
+                part, left, filled = hashlib.md5(usedforsecurity=False), next(lengths), False
+            take = min(left, len(view))
+            part.update(view[:take])
+            view, left, filled = view[take:], left - take, True
+    if filled or not digests:
+        digests.append(part.digest())
+    return f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"'
+
+
+def _part_lengths(part_size: int | Sequence[int]) -> Iterator[int]:
+    """Part lengths without end: ``part_size`` each time, or the listed ones and then the rest as one part."""
+    listed = [part_size] if isinstance(part_size, int) else list(part_size)
+    if not listed or min(listed) <= 0:
+        raise ValueError(f"part sizes must be positive, got {part_size!r}")
+    return itertools.repeat(listed[0]) if isinstance(part_size, int) else itertools.chain(listed, itertools.repeat(sys.maxsize))

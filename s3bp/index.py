@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS records (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     verified_at REAL NOT NULL,
-    saved_ns INTEGER NOT NULL DEFAULT 0
+    saved_ns INTEGER NOT NULL DEFAULT 0,
+    part_size INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_object ON records (bucket, key, endpoint);
 CREATE TABLE IF NOT EXISTS journal (
@@ -76,6 +77,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
 
 
 _ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"))
+_ADDED_RECORD_COLUMNS = (("part_size", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,14 @@ class StateDB:
             for column, decl in _ADDED_COLUMNS:
                 if column not in have:  # a state database made by s3bp 0.2.0
                     conn.execute(f"ALTER TABLE journal ADD COLUMN {column} {decl}")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+            for column, decl in _ADDED_RECORD_COLUMNS:
+                if column not in have:  # a state database made before records kept the part size
+                    try:
+                        conn.execute(f"ALTER TABLE records ADD COLUMN {column} {decl}")
+                    except Exception as exc:  # sqlite3.OperationalError: another process added it just now
+                        if "duplicate column" not in str(exc):
+                            raise
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (SQLite connections are not shared between threads)."""

@@ -11,9 +11,11 @@ back as values (:class:`NotModified`, :class:`Missing`, :class:`Body`,
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import hashlib
+import logging
 import os
 import threading
 import uuid
@@ -31,7 +33,7 @@ from .errors import (
     ObjectNotFoundError,
     S3bpError,
 )
-from .freshness import Answer, md5_of_etag
+from .freshness import Answer, etag_parts, md5_of_etag, multipart_etag, parts_for
 from .progress import bar, wanted
 from .tree import Remote
 
@@ -76,6 +78,7 @@ class Body:
     last_modified: float
     encrypted: bool
     stream: Any
+    ranged: bool = False  # ``stream`` answers the probe's range (at most PROBE_BYTES), not the whole object
     answer = Answer.BODY
 
 
@@ -275,7 +278,8 @@ class Wire:
 
         ``if_modified_since`` is compared in whole seconds, as S3 keeps LastModified.
         """
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{PROBE_BYTES - 1}"}
+        # ChecksumMode: botocore checks the object's checksum when S3 sends one (never for a range on AWS).
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{PROBE_BYTES - 1}", "ChecksumMode": "ENABLED"}
         if if_none_match is not None:
             kwargs["IfNoneMatch"] = if_none_match
         elif if_modified_since is not None:
@@ -293,9 +297,10 @@ class Wire:
         if seen.code:
             return Missing()
         encrypted = str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(resp.get("SSECustomerAlgorithm"))
-        return Body(resp["ETag"], _object_size(resp), resp["LastModified"].timestamp(), encrypted, resp["Body"])
+        last_modified = resp["LastModified"].timestamp()
+        return Body(resp["ETag"], _object_size(resp), last_modified, encrypted, resp["Body"], ranged=bool(resp.get("ContentRange")))
 
-    def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> None:
+    def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> int:
         """Write the whole object whose first bytes are ``body`` to the file ``dest``, checked.
 
         A small object is complete in ``body``; a medium one gets its rest in one
@@ -304,33 +309,113 @@ class Wire:
         part carries IfMatch, with a progress bar where ``progress`` (default:
         on a terminal or in a notebook) says so.
 
+        Every answer's bytes are counted against what S3 said the object holds
+        (a body cut short but framed as complete is caught here); then the file
+        is checked against the ETag: an MD5 one directly, a multipart one part
+        by part (see :meth:`_check_parts`). botocore checks S3's checksum where
+        S3 sends one (whole-object answers only).
+
+        Returns
+        -------
+        int
+            The part size that reproduced a multipart ETag; 0 for any other ETag.
+
         Raises
         ------
         DownloadError
-            When the bytes do not match an MD5 ETag (``dest`` is then to be discarded).
+            When bytes are missing or do not match the ETag (``dest`` is then to be discarded).
         """
         md5 = md5_of_etag(body.etag, body.encrypted)
         digest = hashlib.md5(usedforsecurity=False) if md5 else None
+        where = f"s3://{bucket}/{key}"
         with _errors("download", bucket, key):
             if body.size >= MULTIPART_THRESHOLD:
                 body.stream.read()  # drain it: the connection goes back to the pool
+                received = _Received()
                 with bar(progress, body.size, 0, os.path.basename(dest).split("-", 2)[-1]) as tick:
-                    subscribers = [_known_object(body.size, body.etag)] + ([_progress(tick)] if wanted(progress) else [])
-                    self._transfer().download(bucket, key, dest, subscribers=subscribers).result()
+                    subscribers = [_known_object(body.size, body.etag), received] + ([_progress(tick)] if wanted(progress) else [])
+                    self._transfer().download(bucket, key, dest, extra_args={"ChecksumMode": "ENABLED"}, subscribers=subscribers).result()
+                _check_length(where, "received", received.total, body.size)
+                _check_length(where, "written", os.path.getsize(dest), body.size)
                 if digest is not None:
                     with open(dest, "rb") as done:
                         _copy(done, None, digest)
             else:
                 with open(dest, "wb") as out:
                     _copy(body.stream, out, digest)
+                    _check_length(where, "received", out.tell(), min(body.size, PROBE_BYTES) if body.ranged else body.size)
                     if out.tell() < body.size:
-                        rest = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag)
+                        rest = self.client.get_object(
+                            Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag, ChecksumMode="ENABLED"
+                        )
                         _copy(rest["Body"], out, digest)
+                        _check_length(where, "received", out.tell(), body.size)
+            part_size = 0 if digest is not None else self._check_parts(body, bucket, key, dest)
         if digest is not None and digest.hexdigest() != md5:
             raise DownloadError(
                 f"Download of s3://{bucket}/{key} was corrupted in transit (MD5 {digest.hexdigest()} does not "
                 f"match ETag {body.etag}); the local file was left as it was. Try again; if it persists, check proxies on the way."
             )
+        return part_size
+
+    def _check_parts(self, body: Body, bucket: str, key: str, dest: str) -> int:
+        """Check the file ``dest`` against a multipart ETag; return the part size that reproduced it (0: no such ETag).
+
+        The part size is first taken to be s3transfer's for this size (what
+        s3bp, boto3 and the AWS CLI upload with), which costs no request; else
+        S3 tells part 1's size (a HEAD), and if the parts differ in size, every
+        part's. Parts whose sizes cannot be learnt leave the check to the byte
+        counts, with a warning.
+        """
+        count = etag_parts(body.etag, body.encrypted)
+        if count is None:
+            return 0
+        want = body.etag.strip('"').lower()
+
+        def reproduces(part_size: int | list[int]) -> bool:
+            with open(dest, "rb") as done:
+                return multipart_etag(iter(lambda: done.read(_CHUNK), b""), part_size).strip('"') == want
+
+        if count == 1:
+            if reproduces(max(body.size, 1)):
+                return body.size
+        else:
+            guess = _upload_part_size(body.size)
+            if parts_for(body.size, guess) == count and reproduces(guess):
+                return guess
+            first = self._part_length(bucket, key, 1)
+            uniform = parts_for(body.size, first) == count  # then the parts are first, first, ..., the rest
+            if uniform and first != guess and reproduces(first):
+                return first
+            lengths = [first]
+            if first > 0:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=min(count - 1, 10)) as pool:
+                    lengths += pool.map(lambda n: self._part_length(bucket, key, n), range(2, count + 1))
+            if min(lengths) <= 0 or sum(lengths) != body.size:
+                logging.getLogger("s3bp").warning(
+                    "s3bp: cannot check s3://%s/%s against its multipart ETag (the store gave no part sizes); its length was checked",
+                    bucket, key,
+                )  # fmt: skip
+                return 0
+            if not (uniform and lengths[:-1] == [first] * (count - 1)) and reproduces(lengths):
+                return 0  # parts of different sizes: no one part size describes them
+        raise DownloadError(
+            f"Download of s3://{bucket}/{key} was corrupted in transit (the MD5s of its parts do not give its ETag "
+            f"{body.etag}); the local file was left as it was. Try again; if it persists, check proxies on the way."
+        )
+
+    def _part_length(self, bucket: str, key: str, number: int) -> int:
+        """The size of part ``number`` of the object (a HEAD with PartNumber); 0 when the store refuses to tell.
+
+        No IfMatch: moto compares it with the part's own ETag and answers 412. A
+        version replaced since the download can only make the check fail, not pass.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=bucket, Key=key, PartNumber=number)["ContentLength"])
+        except ClientError:  # a store without PartNumber (400, 416, 501, ...)
+            return 0
 
     def put(self, bucket: str, key: str, source: str, size: int, extra: dict[str, Any], *, if_match: str | None = None) -> Stored | Refused:
         """Upload the file ``source`` (in parts if large); with ``if_match``, only over that version.
@@ -543,6 +628,36 @@ def _copy(body: Any, out: Any, digest: Any = None) -> None:
             out.write(chunk)
         if digest is not None:
             digest.update(chunk)
+
+
+def _check_length(where: str, what: str, got: int, want: int) -> None:
+    """Raise :class:`DownloadError` unless ``got`` bytes are the ``want`` that S3's answers promised."""
+    if got != want:
+        how = "was cut short" if got < want else "brought more bytes than the object has"
+        raise DownloadError(
+            f"Download of {where} {how} ({what} {got} bytes where {want} were due); the local file was left as it was. "
+            f"Try again; if it persists, check proxies on the way."
+        )
+
+
+def _upload_part_size(size: int) -> int:
+    """The part size s3transfer (so s3bp, boto3 and the AWS CLI, by default) uploads a ``size``-byte object in."""
+    from boto3.s3.transfer import TransferConfig
+    from s3transfer.utils import ChunksizeAdjuster
+
+    return int(ChunksizeAdjuster().adjust_chunksize(TransferConfig().multipart_chunksize, size))
+
+
+class _Received:
+    """An s3transfer subscriber counting the bytes a download received (less those of retried parts)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        with self._lock:
+            self.total += bytes_transferred
 
 
 def _known_object(size: int, etag: str) -> Any:

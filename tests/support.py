@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 import os
 import pickle
+import queue
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,10 +144,16 @@ class FaultProxy:
     request, then resets the connection before answering; ``"delay:S"``
     waits S seconds, then pipes; ``("replace-request", OLD, NEW)`` swaps them in what the client sends;
     ``("replace", OLD, NEW)`` pipes but swaps
-    the bytes OLD for NEW in what the upstream answers; an int answers that HTTP status with an S3
+    the bytes OLD for NEW in what the upstream answers; ``("truncate", N)`` relays HTTP messages
+    but cuts the first GET answer with a body (200 or 206) short by its last N bytes and frames
+    it as complete (Content-Length, and Content-Range when present, made to match: no client can
+    tell), counting it in :attr:`cut`; an int answers that HTTP status with an S3
     error body (503 is ``SlowDown``, 403 ``AccessDenied``, 500
     ``InternalError``). ``off()`` closes the listening socket so connections
     are refused; ``on()`` listens again on the same port.
+
+    moto's server closes the connection after each answer, so each request
+    takes a new connection, and so the next action.
     """
 
     _ERRORS = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
@@ -156,6 +164,7 @@ class FaultProxy:
         self._script: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self.connections = 0
+        self.cut = 0
         self.port = 0
         self._server: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -242,6 +251,8 @@ class FaultProxy:
                 self._pipe(conn, action[1], action[2])
             elif isinstance(action, tuple) and action[0] == "replace-request":
                 self._pipe(conn, request=(action[1], action[2]))
+            elif isinstance(action, tuple) and action[0] == "truncate":
+                self._relay(conn, drop=action[1])
             else:
                 if isinstance(action, str) and action.startswith("delay:"):
                     time.sleep(float(action.split(":", 1)[1]))
@@ -284,6 +295,149 @@ class FaultProxy:
         pump(conn, up)
         t.join(timeout=60)
         up.close()
+
+
+    def _relay(self, conn: socket.socket, drop: int) -> None:
+        """Relay HTTP messages both ways, cutting the first GET answer with a body short by ``drop`` bytes, re-framed."""
+        up = socket.create_connection(self.upstream, timeout=30)
+        methods: queue.Queue[bytes] = queue.Queue()
+
+        def requests() -> None:
+            src = _Messages(conn)
+            try:
+                while (head := src.head()) is not None:
+                    methods.put(head.split(b" ", 1)[0].upper())
+                    up.sendall(head)
+                    for piece in src.body(head, answer=False):
+                        up.sendall(piece)
+            except OSError:
+                pass
+            finally:
+                _shut(up)
+
+        t = threading.Thread(target=requests, daemon=True)
+        t.start()
+        src, pending = _Messages(up), drop
+        try:
+            while (head := src.head()) is not None:
+                status = int(head.split(b" ", 2)[1])
+                if status < 200:  # 100 Continue: the answer itself follows
+                    conn.sendall(head)
+                    continue
+                method = methods.get(timeout=30)
+                if method == b"HEAD" or status in (204, 304):
+                    conn.sendall(head)
+                    continue
+                data = b"".join(src.body(head, answer=True))
+                cut = 0
+                if pending and method == b"GET" and status in (200, 206) and data:
+                    cut, pending = min(pending, len(data)), 0
+                    with self._lock:
+                        self.cut += 1
+                conn.sendall(_reframed(head, data[: len(data) - cut], cut))
+        except (OSError, queue.Empty):
+            pass
+        finally:
+            _shut(conn)
+            t.join(timeout=60)
+            up.close()
+
+
+class _Messages:
+    """Reads HTTP/1.1 messages (head, then body by Content-Length, chunks or end of stream) from a socket."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buf += data
+        return bool(data)
+
+    def head(self) -> bytes | None:
+        """The next message's start line and header fields (with the blank line), or None at the end of the stream."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                return None
+        end = self.buf.index(b"\r\n\r\n") + 4
+        head, self.buf = self.buf[:end], self.buf[end:]
+        return head
+
+    def _exactly(self, n: int) -> Iterator[bytes]:
+        while n > 0:
+            if not self.buf and not self._fill():
+                raise OSError("the stream ended inside a message")
+            piece, self.buf = self.buf[:n], self.buf[n:]
+            n -= len(piece)
+            yield piece
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                raise OSError("the stream ended inside a message")
+        end = self.buf.index(b"\r\n") + 2
+        line, self.buf = self.buf[:end], self.buf[end:]
+        return line
+
+    def body(self, head: bytes, *, answer: bool) -> Iterator[bytes]:
+        """The body after ``head``: as sent for a request; decoded (no chunk framing) for an answer."""
+        fields = _fields(head)
+        if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+            while True:
+                line = self._line()
+                size = int(line.split(b";")[0], 16)
+                if not answer:
+                    yield line
+                if size == 0:  # the last chunk: trailer fields up to a blank line
+                    while (line := self._line()) != b"\r\n":
+                        yield line if not answer else b""
+                    yield line if not answer else b""
+                    break
+                data = b"".join(self._exactly(size + 2))
+                yield data if not answer else data[:-2]
+        elif b"content-length" in fields:
+            yield from self._exactly(int(fields[b"content-length"]))
+        elif answer:  # no length: the body runs to the end of the stream
+            while self.buf or self._fill():
+                piece, self.buf = self.buf, b""
+                yield piece
+
+
+def _fields(head: bytes) -> dict[bytes, bytes]:
+    """A message head's header fields, names lowercased."""
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+def _reframed(head: bytes, data: bytes, cut: int) -> bytes:
+    """An answer carrying ``data`` with a Content-Length to match; a Content-Range ends ``cut`` bytes earlier."""
+    lines = [line for line in head.split(b"\r\n") if line]
+    out = [lines[0]]
+    for line in lines[1:]:
+        name = line.partition(b":")[0].strip().lower()
+        if name in (b"content-length", b"transfer-encoding"):
+            continue
+        if name == b"content-range" and cut:
+            unit, _, rest = line.partition(b":")[2].strip().partition(b" ")
+            span, _, total = rest.partition(b"/")
+            start, _, end = span.partition(b"-")
+            line = b"Content-Range: %s %d-%d/%s" % (unit, int(start), int(end) - cut, total)
+        out.append(line)
+    out.append(b"Content-Length: %d" % len(data))
+    return b"\r\n".join(out) + b"\r\n\r\n" + data
+
+
+def _shut(sock: socket.socket) -> None:
+    """Half-close ``sock`` for writing, if it is still open."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 def _read_request(conn: socket.socket) -> bytes:
