@@ -570,7 +570,7 @@ def translate(exc: BaseException, action: str, bucket: str, key: str | None) -> 
             f"Cannot {action} {where}: no usable AWS credentials. Configure them with `aws configure`, "
             f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE or the 'profile' config key)."
         )
-    if isinstance(exc, bex.FlexibleChecksumError):
+    if isinstance(exc, (bex.FlexibleChecksumError, bex.IncompleteReadError, bex.ResponseStreamingError)):
         return DownloadError(
             f"Cannot {action} {where}: the data was corrupted in transit ({exc}); the local file was left as it was. "
             f"Try again; if it persists, check proxies on the way."
