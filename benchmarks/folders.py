@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import os
 import shutil
 import statistics
@@ -110,18 +111,19 @@ def main() -> int:
                     d = root / "src" / f"{tag}-{r}"
                     make_tree(d, args.files, args.size)
                     _api_map(b, d)
-                    times.setdefault(name, []).append(timed(lambda: run(d)))
+                    times.setdefault(name, []).append(timed(functools.partial(run, d)))
                     # pull the same tree into an empty folder of the same name on "another machine"
                     empty = root / "dst" / name.replace(" ", "_").replace("(", "").replace(")", "") / d.name
                     pull_name = name.replace("push", "pull")
                     if pull_name.startswith("raw"):
-                        times.setdefault(pull_name, []).append(timed(lambda: raw_pull(b, d.name + "/", empty, 1 if "sequential" in pull_name else WORKERS)))
+                        pool = 1 if "sequential" in pull_name else WORKERS
+                        how = functools.partial(raw_pull, b, d.name + "/", empty, pool)
                     else:
                         _api_map(b, empty)
-                        how = (lambda: _api(b, empty, "pull")) if "API" in pull_name else (lambda: cli("pull", str(empty)))
-                        times.setdefault(pull_name, []).append(timed(how))
-                        got = sum(1 for p in empty.rglob("*") if p.is_file())
-                        assert got == args.files, (got, empty)
+                        how = functools.partial(_api, b, empty, "pull") if "API" in pull_name else functools.partial(cli, "pull", str(empty))
+                    times.setdefault(pull_name, []).append(timed(how))
+                    got = sum(1 for p in empty.rglob("*") if p.is_file())
+                    assert got == args.files, (got, empty)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}

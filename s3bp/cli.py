@@ -9,27 +9,46 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 
 from . import __version__, api, paths
 from .errors import InvalidPathError, S3bpError
 
+_CONNECTION = ("endpoint_url", "region", "profile")
+
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    """Show the effective configuration, its file and the state directory."""
+    """Show the effective configuration, its file and the state directory.
+
+    Endpoint, region and profile are the ones a client would use, with where each comes from
+    (the config file, the AWS_* environment, ~/.aws/config or boto3's default).
+    """
     store = api.get_default_store()
     print(f"config file: {store.config.path}{'' if store.config.path.exists() else ' (not created yet)'}")
     print(f"state dir:   {store.state_dir}")
-    for name, value in store.settings().items():
-        if name == "base_dir_to_bucket_map":
+    settings = store.settings()
+    connection_shown = False
+    for name, value in settings.items():
+        if name in _CONNECTION:
+            if not connection_shown:
+                _print_connection({key: settings.get(key) for key in _CONNECTION})
+                connection_shown = True
+        elif name == "base_dir_to_bucket_map":
             print(f"{name}:" + ("" if value else " {}"))
             for directory, bucket in sorted(value.items()):
                 print(f"  {directory} -> {bucket}")
         else:
             print(f"{name}: {value}")
     return 0
+
+
+def _print_connection(given: dict[str, str | None]) -> None:
+    """The endpoint, region and profile a client uses (the config file's, else botocore's chain), and their sources."""
+    from .remote import describe_connection  # imports botocore: its config chain decides
+
+    for name, value, source in describe_connection(**given):
+        print(f"{name}: {'(not set)' if value is None else value} (from {source})")
 
 
 def _cmd_where(args: argparse.Namespace) -> int:
@@ -148,75 +167,9 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the README's demo against an embedded local S3 server."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        print("s3bp demo needs the embedded S3 server: pip install 's3bp[demo]'", file=sys.stderr)
-        return 1
-    import logging
-    import tempfile
+    from . import demo
 
-    from .core import Store
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-            os.environ.pop(var, None)
-        os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
-        with tempfile.TemporaryDirectory(prefix="s3bp-demo-") as tmp:
-            _run_demo(Store, url, tmp)
-    finally:
-        server.stop()
-    return 0
-
-
-def _run_demo(store_class: type, url: str, tmp: str) -> None:
-    """The demo's steps: two machines sharing one bucket on the local server."""
-    import boto3
-
-    bucket = "user-data-bucket"
-    boto3.client("s3", endpoint_url=url).create_bucket(Bucket=bucket)
-    print(f"local S3 server at {url}, bucket {bucket!r}, files under {tmp}\n")
-
-    def machine(name: str):
-        root = os.path.join(tmp, name)
-        store = store_class(config=os.path.join(root, "config.yml"), state_dir=os.path.join(root, "state"))
-        store.config.update(lambda d: d.update(endpoint_url=url, default_bucket=bucket))
-        sent: list[str] = []
-        store.client().meta.events.register("before-send.s3", lambda request, **kw: sent.append(request.method))
-        return store, sent, os.path.join(root, "data", "name_to_id_map")
-
-    def step(label: str, sent: list[str], started: float, result: object = None) -> None:
-        ms = (time.perf_counter() - started) * 1000
-        shown = "" if result is None else f" -> {result!r}"
-        print(f"  {label}{shown}\n      {len(sent)} request(s) {sent}, {ms:.1f} ms")
-        sent.clear()
-
-    laptop, sent_a, path_a = machine("laptop")
-    server, sent_b, path_b = machine("server")
-    with laptop, server:
-        print("laptop:")
-        t = time.perf_counter()
-        laptop.save_object({"Dan": 8382, "Alon": 2993}, path_a, wait=True)
-        step("save_object({'Dan': 8382, 'Alon': 2993}, ..., wait=True)", sent_a, t)
-        t = time.perf_counter()
-        step("load_object(...)  [local copy is current: S3 answers 304, no body]", sent_a, t, laptop.load_object(path_a))
-        print("server (another machine, same bucket):")
-        t = time.perf_counter()
-        step("load_object(...)  [no local copy: downloaded]", sent_b, t, server.load_object(path_b))
-        t = time.perf_counter()
-        step("load_object(...)  [now cached: one cheap request]", sent_b, t, server.load_object(path_b))
-        print("laptop saves a newer version:")
-        t = time.perf_counter()
-        laptop.save_object({"Dan": 8382, "Alon": 2993, "Noa": 1}, path_a, wait=True)
-        step("save_object(..., wait=True)", sent_a, t)
-        t = time.perf_counter()
-        step("server load_object(...)  [S3 is newer: downloaded]", sent_b, t, server.load_object(path_b))
-    print("\ndone; the local server is stopped and the temp files removed.")
+    return demo.main()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", choices=("local", "remote"), required=True)
     p.set_defaults(func=_cmd_resolve)
     sub.add_parser("demo", help="run the demo against an embedded local S3 server").set_defaults(func=_cmd_demo)
+    for command in sub.choices.values():  # `s3bp flush --debug` as well as `s3bp --debug flush`
+        # SUPPRESS: a subcommand without the flag leaves `s3bp --debug COMMAND`'s value alone
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
@@ -274,13 +230,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``s3bp`` command; return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    rc = 0
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is handled below
+        return rc
+    except BrokenPipeError as exc:
+        if _stdout_is_closed():
+            return _stdout_closed(rc)
+        return _failed(args, exc)  # a socket's or a FIFO's: a real failure
     except (S3bpError, ValueError, OSError) as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"s3bp {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return _failed(args, exc)
     except KeyboardInterrupt:
         print("s3bp: interrupted", file=sys.stderr)
         return 1
+
+
+def _failed(args: argparse.Namespace, exc: BaseException) -> int:
+    """Report a failed command in one line (and its traceback with ``--debug``); exit code 1."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"s3bp {args.command}: {exc}", file=sys.stderr)
+    return 1
+
+
+def _stdout_is_closed() -> bool:
+    """Whether the reader of our stdout has gone (a BrokenPipeError may also come from a socket or a FIFO)."""
+    try:
+        sys.stdout.flush()  # a failed write keeps its bytes buffered: this fails again
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # a pipe without a reader polls as POLLERR
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
+        return False
+
+
+def _stdout_closed(rc: int) -> int:
+    """The reader of our output stopped reading (``s3bp config | head -1``): exit quietly.
+
+    As Python's docs on SIGPIPE recommend, stdout goes to devnull so that the
+    interpreter's final flush does not fail again. The exit code is the
+    command's when it had finished, else 0: what was read was correct.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file (a test's StringIO)
+        pass
+    return rc

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import s3bp
+
 
 def run(*args, **env):
     return subprocess.run(
@@ -36,8 +38,67 @@ def test_bad_usage_exits_2():
     assert run("no-such-command").returncode == 2
 
 
-def test_config_does_not_import_boto3_or_pandas():
-    code = "import sys; from s3bp.cli import main; main(['config']); print(sorted(m for m in ('boto3', 'botocore', 'pandas') if m in sys.modules))"
+def test_debug_after_the_command(tmp_path, endpoint):
+    res = run("where", str(tmp_path / "x"), "--debug")
+    assert res.returncode == 1 and "Traceback" in res.stderr
+    assert res.stderr.rstrip().splitlines()[-1].startswith("s3bp where: No bucket")
+    res = run("flush", "--debug")
+    assert res.returncode == 0 and "flushed 0" in res.stdout, res.stderr
+    assert "Traceback" in run("--debug", "where", str(tmp_path / "x")).stderr  # before the command, as always
+
+
+def test_config_into_a_pipe_closed_early_exits_0_quietly():
+    # the reader is gone before s3bp writes a byte: every write to stdout fails with EPIPE
+    proc = subprocess.Popen([sys.executable, "-m", "s3bp", "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == ""
+    # as a user types it; pipefail makes the shell's status s3bp's too
+    shell = f"'{sys.executable}' -m s3bp config | head -1"
+    res = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("config file:") and res.stderr == ""
+
+
+def test_a_long_output_into_a_closed_pipe_exits_0_quietly(tmp_path):
+    store = s3bp.get_default_store()
+    mappings = {str(tmp_path / f"directory-{i:04d}"): "some-bucket" for i in range(500)}  # ~40 KB of `s3bp config`
+    store.config.update(lambda d: d["base_dir_to_bucket_map"].update(mappings))
+    proc = subprocess.Popen([sys.executable, "-m", "s3bp", "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
+    from s3bp import cli
+
+    def status(args):
+        raise BrokenPipeError(32, "Broken pipe")  # as from a socket or a FIFO
+
+    monkeypatch.setattr(cli, "_cmd_status", status)
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err == "s3bp status: [Errno 32] Broken pipe\n"
+
+
+def _line(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(name + ":"))
+
+
+def test_config_shows_the_effective_endpoint_and_where_it_comes_from(tmp_path):
+    res = run("config", AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    assert res.returncode == 0, res.stderr
+    line = _line(res.stdout, "endpoint_url")
+    assert "http://127.0.0.1:9" in line and "environment" in line and "AWS_ENDPOINT_URL" in line
+    assert "us-east-1" in _line(res.stdout, "region") and "AWS_DEFAULT_REGION" in _line(res.stdout, "region")
+
+    s3bp.get_default_store().config.update(lambda d: d.update(endpoint_url="http://127.0.0.1:8"))
+    line = _line(run("config", AWS_ENDPOINT_URL="http://127.0.0.1:9").stdout, "endpoint_url")
+    assert "http://127.0.0.1:8" in line and "config file" in line and "127.0.0.1:9" not in line
+
+
+def test_config_does_not_import_pandas():
+    # boto3/botocore may be imported: the effective endpoint, region and profile come from botocore's config chain
+    code = "import sys; from s3bp.cli import main; main(['config']); print(sorted(m for m in ('pandas', 'pyarrow', 'polars') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip().endswith("[]")
 
@@ -48,10 +109,35 @@ def test_status_and_flush(tmp_path, endpoint, bucket):
     assert res.returncode == 0 and "flushed 0" in res.stdout
 
 
+def _hostile() -> dict[str, str]:
+    """AWS settings a user may have (their own store's endpoint, profile, keys) that must not reach the demo's server."""
+    with open(os.environ["AWS_CONFIG_FILE"], "a") as f:  # the isolated fixture's file
+        f.write("[profile elsewhere]\nregion = ap-south-1\nendpoint_url = http://127.0.0.1:9\n")
+    return {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+        "AWS_PROFILE": "elsewhere",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+        "AWS_SESSION_TOKEN": "stale",
+        "AWS_ACCESS_KEY_ID": "someone-else",
+    }
+
+
 def test_demo_runs_end_to_end():
-    res = run("demo")
+    res = run("demo", **_hostile())
     assert res.returncode == 0, res.stderr
     assert "304" in res.stdout and "Noa" in res.stdout
+
+
+def test_demo_leaves_the_environment_alone(monkeypatch, capsys):
+    import s3bp.demo
+
+    for name, value in _hostile().items():
+        monkeypatch.setenv(name, value)
+    before = dict(os.environ)
+    assert s3bp.demo.main() == 0
+    assert dict(os.environ) == before
+    assert "Noa" in capsys.readouterr().out
 
 
 def test_push_pull_sync_ls(tmp_path, endpoint, bucket, raw):
