@@ -5,6 +5,7 @@ import logging
 from .api import (
     download_file,
     flush,
+    forget,
     get_default_store,
     load_dataframe,
     load_object,
@@ -69,6 +70,7 @@ __all__ = [
     "UploadFuture",
     "download_file",
     "flush",
+    "forget",
     "formats",
     "get_default_store",
     "load_dataframe",

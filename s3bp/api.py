@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store and its dependencies are imported on first use, keeping `import s3bp` cheap
@@ -273,14 +274,47 @@ def set_max_workers(n: int) -> None:
     get_default_store().set_max_workers(n)
 
 
-def flush(timeout: float | None = None) -> None:
-    """Upload everything queued or left journaled, and wait; raise one :class:`~s3bp.errors.UploadError` for all failures."""
-    get_default_store().flush(timeout=timeout)
+def flush(timeout: float | None = None, *, retarget: bool = False) -> None:
+    """Upload everything queued or left journaled (failures included), and wait.
+
+    Parameters
+    ----------
+    timeout
+        Seconds to wait at most.
+    retarget
+        First point every failed upload at the current settings: the
+        configured endpoint, and the bucket and key its path resolves to now
+        (as a save without ``bucket_name`` resolves). Use it after fixing a
+        wrong endpoint, bucket or mapping.
+
+    Raises
+    ------
+    UploadError
+        Listing every upload that still failed (they stay journaled).
+    """
+    get_default_store().flush(timeout=timeout, retarget=retarget)
 
 
 def pending_uploads() -> list[PendingUpload]:
-    """What is queued, in flight, failed, or journaled by earlier processes."""
+    """Every journaled upload with its state: queued, in flight or failed here, pending in another process, or orphaned.
+
+    Reading takes nothing over and changes nothing.
+    """
     return get_default_store().pending_uploads()
+
+
+def forget(files: Iterable[str | os.PathLike[str]] = (), *, failed: bool = False) -> int:
+    """Drop journaled uploads: those of ``files``, and with ``failed`` every one that failed.
+
+    The local files stay as they are; only the pending uploads are dropped.
+    Uploads of processes still running are left alone.
+
+    Returns
+    -------
+    int
+        How many journal entries were dropped.
+    """
+    return get_default_store().forget(files, failed=failed)
 
 
 def push(

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "connect_timeout": 5,
     "read_timeout": 60,
     "upload_args": {},
+    "on_exit": "auto",
+    "exit_grace": 1.0,
 }
 _OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -93,7 +95,7 @@ def validate(data: Any, source: str) -> dict[str, Any]:
     return out
 
 
-_CHOICES = {"conflict": ("raise", "overwrite"), "offline": ("warn", "error")}
+_CHOICES = {"conflict": ("raise", "overwrite"), "offline": ("warn", "error"), "on_exit": ("auto", "wait", "handoff")}
 
 
 def _check_field(field: str, value: Any, source: str) -> Any:
@@ -116,7 +118,7 @@ def _check_field(field: str, value: Any, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise wrong("a whole number of at least 1")
         return value
-    if field == "max_age":
+    if field in ("max_age", "exit_grace"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise wrong("a number of seconds, 0 or more")
         return value
@@ -214,8 +216,9 @@ class ConfigFile:
             change(data)
             data = validate(data, str(self.path))
             written = {k: v for k, v in data.items() if v != DEFAULTS[k]}
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            import tempfile  # created exclusively (0600, never through a link planted at its name), under a fresh name
+
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 yaml.safe_dump(written, fh, default_flow_style=False, sort_keys=True)
                 fh.flush()

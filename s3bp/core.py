@@ -19,13 +19,14 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths, remote
 from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
-from .errors import EndpointError, InvalidArgumentError, ObjectNotFoundError, OfflineWarning, SerializationError
+from .errors import EndpointError, InvalidArgumentError, NoBucketError, ObjectNotFoundError, OfflineWarning, SerializationError
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load, record_of
 from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
 from .remote import Body, Connections, Head, Refused, Stored, Wire
@@ -71,6 +72,7 @@ class Store:
         self._seen_settings: dict[str, Any] | None = None
         self._mappings: dict[str, str] = {}
         self._pid = os.getpid()
+        self._adopted = 0
 
     # -- settings, resolution, connections -----------------------------------
 
@@ -115,13 +117,17 @@ class Store:
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
+                    import concurrent.futures.thread  # noqa: F401 - imported during interpreter exit it would fail
+
+                    from .uploader import hand_over_on_sigterm
                     from .uploads import Owner, UploadQueue
 
                     owner = Owner(self.state_dir / "owners")
                     queue = UploadQueue(db, self.state_dir / "spool", owner, self._upload_entry, self.settings()["max_workers"])
                     self._queue = queue
                     atexit.register(self._at_exit)
-                    queue.adopt_orphans()
+                    hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
+                    self._adopted = queue.adopt_orphans()
         return db, self._queue
 
     # -- saving --------------------------------------------------------------
@@ -345,13 +351,49 @@ class Store:
 
     # -- the queue, folders and conflicts ----------------------------------------
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Upload everything queued or left journaled, and wait; raise one :class:`~s3bp.errors.UploadError` for all failures."""
-        self._state()[1].flush(timeout)
+    def flush(self, timeout: float | None = None, *, retarget: bool = False) -> None:
+        """Upload everything queued or left journaled, and wait; see :func:`s3bp.flush`."""
+        data = self.settings()
+        _, queue = self._state()
+        if retarget:
+            wire = self._wire(data)
+            queue.retarget(lambda e: self._retarget(data, wire, e))
+        queue.flush(timeout)
+
+    def _retarget(self, data: dict[str, Any], wire: Wire, entry: JournalEntry) -> dict[str, Any] | None:
+        """Where a failed entry goes under the current settings: the configured endpoint, and the bucket and key its
+        path resolves to without a bucket given (or its own when nothing maps it); None: leave it."""
+        if entry.last_error is None:
+            return None
+        try:
+            res = self._resolve(data, entry.path)
+        except NoBucketError:
+            res = paths.Resolution(entry.path, entry.bucket, entry.key, None, "kept")
+        return {"endpoint": wire.endpoint, "profile": data["profile"], "region": wire.region, "bucket": res.bucket, "key": res.key}
 
     def pending_uploads(self) -> list[PendingUpload]:
-        """Uploads queued, in flight, failed, or journaled by other processes."""
-        return self._state()[1].pending()
+        """Every journaled upload and its state; reading takes nothing over (see :func:`s3bp.pending_uploads`)."""
+        from .uploads import describe_journal
+
+        if self._queue is not None:
+            return self._queue.pending()
+        return describe_journal(self._index(), self.state_dir / "owners")
+
+    def forget(self, files: Iterable[str | os.PathLike[str]] = (), *, failed: bool = False) -> int:
+        """Drop journaled uploads of ``files`` (or every failed one); the local files stay. See :func:`s3bp.forget`."""
+        wanted = {paths.normalize(p) for p in files}
+        return self._state()[1].forget(lambda e: e.path in wanted or (failed and e.last_error is not None))
+
+    def deliver_orphans(self) -> int:
+        """Take over what exited processes left journaled (not failures held for an explicit flush) and upload it; how many."""
+        _, queue = self._state()
+        taken = self._adopted
+        while True:
+            queue.wait()
+            more = queue.adopt_orphans()
+            if not more:
+                return taken
+            taken += more
 
     def set_max_workers(self, n: int) -> None:
         """Use ``n`` upload threads from now on (persisted in the config)."""
@@ -453,7 +495,9 @@ class Store:
         """At interpreter exit: wait for pending uploads, saying so if it takes a while."""
         if os.getpid() != self._pid or self._queue is None:
             return  # a forked child does not own its parent's uploads
-        self._queue.close(at_exit=True)
+        from .uploader import close_at_exit
+
+        close_at_exit(self._queue, self.settings(), self.config.path, self.state_dir)
 
     def __enter__(self) -> Store:
         return self

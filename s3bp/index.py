@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS journal (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     conflict TEXT NOT NULL DEFAULT 'raise',
-    extra_args TEXT
+    extra_args TEXT,
+    held INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
 CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
@@ -76,7 +77,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
 """
 
 
-_ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"))
+_ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"))
 _ADDED_RECORD_COLUMNS = (("part_size", "INTEGER NOT NULL DEFAULT 0"),)
 
 
@@ -102,6 +103,7 @@ class JournalEntry:
     last_error: str | None = None
     conflict: str = "raise"  # or "overwrite": what to do when S3 changed since our last sync
     extra_args: str | None = None  # JSON of the upload's extra arguments (ContentType, SSE, ...)
+    held: int = 0  # 1 after a failure no retry can mend (no bucket, access denied, conflict): retried only when asked
 
     @property
     def object_id(self) -> tuple[str, str, str]:
@@ -294,9 +296,20 @@ class StateDB:
         """Drop a journal entry (uploaded or superseded)."""
         self._write("DELETE FROM journal WHERE id = ?", (entry_id,))
 
-    def fail_entry(self, entry_id: str, error: str) -> None:
-        """Keep a failed entry, counting the attempt and its error."""
-        self._write("UPDATE journal SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, entry_id))
+    def fail_entry(self, entry_id: str, error: str, *, held: bool = False) -> None:
+        """Keep a failed entry, counting the attempt and its error; ``held`` ones wait for an explicit retry."""
+        self._write("UPDATE journal SET attempts = attempts + 1, last_error = ?, held = ? WHERE id = ?", (error, int(held), entry_id))
+
+    def release_held(self, owner: str) -> None:
+        """Let ``owner``'s held entries be retried (an explicit flush)."""
+        self._write("UPDATE journal SET held = 0 WHERE owner = ? AND held = 1", (owner,))
+
+    def retarget(self, entry_id: str, *, endpoint: str, profile: str | None, region: str | None, bucket: str, key: str) -> None:
+        """Point a journal entry at another endpoint, bucket or key (the settings were fixed since the save)."""
+        self._write(
+            "UPDATE journal SET endpoint = ?, profile = ?, region = ?, bucket = ?, key = ?, held = 0 WHERE id = ?",
+            (endpoint, profile, region, bucket, key, entry_id),
+        )
 
     def entries(self, owner: str | None = None) -> list[JournalEntry]:
         """Journal entries, oldest save first; only ``owner``'s when given."""

@@ -30,13 +30,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConflictError, InvalidArgumentError, S3bpError, UploadError
+from .errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    ConflictError,
+    CredentialsError,
+    InvalidArgumentError,
+    InvalidBucketNameError,
+    S3bpError,
+    UploadError,
+)
 from .freshness import SyncRecord
 from .index import JournalEntry, StateDB
 from .localfiles import make_snapshot, remove
 from .locks import FileLock, StripedLocks
 
 logger = logging.getLogger("s3bp")
+
+#: Failures that no retry mends: the entry waits for an explicit flush, a resolution or ``forget``.
+PERMANENT = (ConflictError, AccessDeniedError, BucketNotFoundError, CredentialsError, InvalidBucketNameError)
 
 _STOP = object()
 
@@ -69,6 +81,8 @@ class PendingUpload:
     created: float
     attempts: int
     last_error: str | None
+    endpoint: str = ""
+    held: bool = False  #: failed in a way no retry mends; waits for ``flush()``, ``resolve_conflict`` or ``forget``
 
 
 @dataclass
@@ -173,6 +187,12 @@ class Owner:
                 pass
         self._lock.release()
 
+    def alive(self, token: str) -> bool:
+        """Whether the owner ``token`` (a process) still holds its claim; this process always does. Changes nothing."""
+        if token == self.token:
+            return True
+        return owner_alive(self.dir, token)
+
     def try_take(self, token: str) -> FileLock | None:
         """Lock another owner's file if that owner is gone; None while it lives."""
         if token == self.token:
@@ -216,9 +236,11 @@ class UploadQueue:
         self._workers = 0
         self._target = max_workers
         self._closed = False
+        self._exiting = False
         locks_dir = spool_dir.parent / "locks"
         # Saves of one path journal and replace the file in sequence order; uploads of one object never overlap.
         self._path_locks, self._object_locks = StripedLocks(locks_dir, "path"), StripedLocks(locks_dir, "object")
+        sweep_spool(db, spool_dir)  # snapshots left by processes killed between their copy and their journal row
 
     # -- submitting --------------------------------------------------------
 
@@ -410,11 +432,19 @@ class UploadQueue:
                 fut.set_exception(_as_upload_error(error, entry))
 
     def _fail(self, job: _Job, error: BaseException) -> None:
-        """Keep a failed entry in the journal, and say so once."""
+        """Keep a failed entry in the journal, and say so once.
+
+        An attempt cut short because this process is exiting is not counted:
+        the entry keeps its attempts and last error for the process that
+        finishes it.
+        """
         entry = job.entry
+        if self._exiting and not isinstance(error, S3bpError):
+            logger.info("s3bp: upload of %s stopped by the interpreter's exit; it stays journaled", entry.path)
+            return
         message = f"{error}"
         try:
-            self._db.fail_entry(entry.id, message)
+            self._db.fail_entry(entry.id, message, held=isinstance(error, PERMANENT))
         except Exception:  # the journal row still stands; the error is reported below
             logger.exception("s3bp: could not record the failure of s3://%s/%s", entry.bucket, entry.key)
         text = (
@@ -448,16 +478,19 @@ class UploadQueue:
         with self._lock:
             return {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
 
-    def _queue_idle_entries(self) -> None:
+    def _queue_idle_entries(self, held: bool = True) -> None:
         """Queue every journaled entry of ours that is not queued or in flight, newest first.
 
         Newest first, so that older saves of the same object are superseded
-        rather than uploaded ahead of it.
+        rather than uploaded ahead of it. Without ``held``, entries that failed
+        for good wait for an explicit retry.
         """
         busy = self._busy_ids()
         seen: set[tuple[str, str, str]] = set()
         for entry in reversed(self._db.entries(self._owner.token)):
-            if entry.id in busy:
+            if entry.held and not held:
+                seen.add(entry.object_id)
+            elif entry.id in busy:
                 seen.add(entry.object_id)
             elif entry.object_id in seen:
                 self._discard(entry)
@@ -485,16 +518,50 @@ class UploadQueue:
         return adopted
 
     def adopt_orphans(self) -> int:
-        """Take over and queue the entries of owners that are gone; return how many."""
+        """Take over and queue the entries of owners that are gone; return how many.
+
+        Entries held after a failure no retry mends are taken over but not
+        retried: one line says how many wait for an explicit ``flush``.
+        """
         adopted = self._adopt()
         if adopted:
-            self._queue_idle_entries()
+            self._queue_idle_entries(held=False)
+            held = [e for e in self._db.entries(self._owner.token) if e.held]
+            if held:
+                print(
+                    f"s3bp: {len(held)} journaled upload(s) failed earlier in a way a retry cannot mend (e.g. {held[0].last_error}); "
+                    f"see `s3bp status`, then `s3bp flush`, `s3bp flush --retarget` or `s3bp forget`.",
+                    file=sys.stderr,
+                )
         return adopted
 
     def retry(self) -> None:
-        """Adopt orphaned entries and queue every journaled entry of ours not in the queue."""
+        """Adopt orphaned entries and queue every journaled entry of ours not in the queue, held ones included."""
         self._adopt()
+        self._db.release_held(self._owner.token)
         self._queue_idle_entries()
+
+    def retarget(self, where: Callable[[JournalEntry], dict[str, Any] | None]) -> int:
+        """Point our idle entries where ``where(entry)`` says (endpoint, profile, region, bucket, key; None: leave it); how many moved."""
+        self._adopt()
+        busy = self._busy_ids()
+        moved = 0
+        for entry in self._db.entries(self._owner.token):
+            target = None if entry.id in busy else where(entry)
+            if target is not None and tuple(target[k] for k in ("endpoint", "bucket", "key")) != entry.object_id:
+                self._db.retarget(entry.id, **target)
+                moved += 1
+        return moved
+
+    def forget(self, which: Callable[[JournalEntry], bool]) -> int:
+        """Drop our journal entries (orphans' taken over first) for which ``which`` says so and that are not being
+        uploaded; their local files stay. How many were dropped."""
+        self._adopt()
+        busy = self._busy_ids()
+        dropped = [e for e in self._db.entries(self._owner.token) if e.id not in busy and which(e)]
+        for entry in dropped:
+            self._discard(entry)
+        return len(dropped)
 
     def failures(self) -> list[JournalEntry]:
         """Our journaled entries that are neither queued nor in flight (they failed).
@@ -537,7 +604,7 @@ class UploadQueue:
             )
 
     def pending(self) -> list[PendingUpload]:
-        """Everything in the journal, with its state as seen from this process."""
+        """Everything in the journal, with its state as seen from this process (reading changes nothing)."""
         with self._lock:
             states = {}
             for slot in self._slots.values():
@@ -545,16 +612,7 @@ class UploadQueue:
                     states[slot.in_flight.entry.id] = "in flight"
                 if slot.queued:
                     states[slot.queued.entry.id] = "queued"
-        out = []
-        for e in self._db.entries():
-            if e.id in states:
-                state = states[e.id]
-            elif e.owner == self._owner.token:
-                state = "failed"
-            else:
-                state = "journaled"
-            out.append(PendingUpload(e.bucket, e.key, e.path, state, e.pid, e.created, e.attempts, e.last_error))
-        return out
+        return describe_journal(self._db, self._owner.dir, mine=(self._owner.token, states))
 
     # -- sizing and shutdown -----------------------------------------------
 
@@ -572,17 +630,31 @@ class UploadQueue:
                 self._workers += 1
                 threading.Thread(target=self._work, name="s3bp-upload", daemon=True).start()
 
-    def close(self, at_exit: bool = False) -> None:
+    def close(self, at_exit: bool = False, handoff: Callable[[int], int | None] | None = None, grace: float = 1.0) -> None:
         """Wait for every upload, then release the owner lock.
 
-        At interpreter exit, says on stderr what it is waiting for (after a
-        second) and what stays journaled.
+        At interpreter exit, says on stderr what it is waiting for (after
+        ``grace`` seconds) and what stays journaled. With ``handoff``, what is
+        still pending after ``grace`` is handed over instead of waited for:
+        ``handoff(n)`` starts a detached uploader and returns its pid (None if
+        it could not), the owner lock is released for it, and this returns.
         """
         if self._closed:
             return
         self._closed = True
-        if at_exit and not self.wait(1.0):
-            print(f"s3bp: waiting for {self.active()} pending upload(s) to finish...", file=sys.stderr)
+        if at_exit:
+            self._exiting = True
+            if not self.wait(grace):
+                pid = handoff(self.active()) if handoff is not None else None
+                if pid is not None:
+                    print(
+                        f"s3bp: {self.active()} upload(s) still pending; handed to a background uploader (pid {pid}) "
+                        f"that finishes them after this process exits (`s3bp status` shows them).",
+                        file=sys.stderr,
+                    )
+                    self._owner.release(remove=False)
+                    return
+                print(f"s3bp: waiting for {self.active()} pending upload(s) to finish...", file=sys.stderr)
         self.wait()
         left = self.failures()
         if left and at_exit:
@@ -617,3 +689,69 @@ def _describe(error: BaseException, entry: JournalEntry) -> str:
     text = str(error) or type(error).__name__
     return text if target in text else f"{target}: {text}"
 
+
+#: A spool file with no journal row is debris once it is this old (seconds). A snapshot is copied just
+#: before its row is written, and that write may wait up to a minute for the database lock.
+SPOOL_GRACE = 300.0
+
+
+def sweep_spool(db: StateDB, spool_dir: Path, now: float | None = None) -> list[str]:
+    """Remove the snapshots in ``spool_dir`` that no journal entry refers to and older than :data:`SPOOL_GRACE`; their paths.
+
+    One directory scan; the journal is read only when the spool holds something.
+    """
+    now = time.time() if now is None else now
+    try:
+        with os.scandir(spool_dir) as it:
+            candidates = [e for e in it if _is_entry_id(e.name) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+    if not candidates:
+        return []
+    known = {name for e in db.entries() for name in (e.id, os.path.basename(e.spool))}
+    removed = []
+    for e in candidates:
+        try:
+            # mtime: snapshots are fresh copies, so their mtime is when they were written
+            if e.name not in known and now - e.stat(follow_symlinks=False).st_mtime > SPOOL_GRACE:
+                os.unlink(e.path)
+                removed.append(e.path)
+        except OSError:
+            continue
+    if removed:
+        logger.info("s3bp: removed %d snapshot(s) left in %s with no upload journaled", len(removed), spool_dir)
+    return removed
+
+
+def _is_entry_id(name: str) -> bool:
+    """Whether ``name`` is a journal entry id (uuid4 hex), as snapshots are named."""
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
+
+
+def owner_alive(owners_dir: Path, token: str) -> bool:
+    """Whether the process that owns journal entries as ``token`` still holds its claim (checked without taking it)."""
+    lock = FileLock(owners_dir / f"{token}.lock")
+    if not os.path.exists(lock.lock_file):
+        return False
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
+def describe_journal(db: StateDB, owners_dir: Path, mine: tuple[str, dict[str, str]] | None = None) -> list[PendingUpload]:
+    """Every journal entry with its state: this process's own (``mine``: its token and its queued/in-flight ids),
+    another live process's ("pending in process N"), or an orphan's ("orphaned (owner pid N exited)"). Changes nothing.
+    """
+    token, states = mine if mine is not None else ("", {})
+    alive: dict[str, bool] = {}
+    out = []
+    for e in db.entries():
+        if e.owner == token:
+            state = states.get(e.id, "failed")
+        else:
+            if e.owner not in alive:
+                alive[e.owner] = owner_alive(owners_dir, e.owner)
+            state = f"pending in process {e.pid}" if alive[e.owner] else f"orphaned (owner pid {e.pid} exited)"
+        out.append(PendingUpload(e.bucket, e.key, e.path, state, e.pid, e.created, e.attempts, e.last_error, e.endpoint, bool(e.held)))
+    return out

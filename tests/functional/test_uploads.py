@@ -196,7 +196,7 @@ def test_live_owner_keeps_its_entries(tmp_path, bucket, proxy):
     other = s3bp.Store()  # another "process" sharing the state dir, with its own owner lock
     try:
         other.save_object("theirs", tmp_path / "live.pkl", bucket)
-        assert [p.state for p in s3bp.pending_uploads()] == ["journaled"]
+        assert [p.state for p in s3bp.pending_uploads()] == [f"pending in process {os.getpid()}"]
     finally:
         proxy.clear()
         other.close()
