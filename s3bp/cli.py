@@ -7,13 +7,16 @@ line on stderr; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 
 from . import __version__, api, paths
-from .errors import InvalidPathError, S3bpError
+from .errors import InvalidArgumentError, InvalidPathError, S3bpError
 
 _CONNECTION = ("endpoint_url", "region", "profile")
 
@@ -83,21 +86,48 @@ def _cmd_unmap(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    """List pending and journaled uploads with their last errors."""
+    """List journaled uploads: state, where each goes, attempts, age and last error (reading changes nothing)."""
+    from .uploader import running
+
     pending = api.pending_uploads()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in pending], indent=2))
+        return 0
+    uploader = running(api.get_default_store().state_dir)
+    if uploader is not None:
+        print(f"a background uploader is running (pid {uploader})")
     if not pending:
         print("no pending uploads")
+    now = time.time()
     for p in pending:
-        line = f"{p.state:10} s3://{p.bucket}/{p.key}  <- {p.path}  (pid {p.pid}, attempts {p.attempts})"
-        print(line + (f"\n           last error: {p.last_error}" if p.last_error else ""))
+        held = ", held: run `s3bp flush` to retry" if p.held else ""
+        print(f"{p.state}: {p.path} -> s3://{p.bucket}/{p.key} at {p.endpoint or 'the default endpoint'}")
+        print(f"    attempts {p.attempts}, saved {_age(now - p.created)} ago{held}" + (f"; last error: {p.last_error}" if p.last_error else ""))
     return 0
+
+
+def _age(seconds: float) -> str:
+    """A short duration: 42 s, 7 min, 3 h, 2 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
 
 
 def _cmd_flush(args: argparse.Namespace) -> int:
     """Upload everything journaled and wait."""
     count = len(api.pending_uploads())
-    api.flush(args.timeout)
+    api.flush(args.timeout, retarget=args.retarget)
     print(f"flushed {count} upload(s)")
+    return 0
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    """Drop journaled uploads; the local files stay."""
+    if not args.paths and not args.failed:
+        raise InvalidArgumentError("Name the files whose pending uploads to drop, or pass --failed.")
+    dropped = api.forget(args.paths, failed=args.failed)
+    print(f"dropped {dropped} pending upload(s); the local files are kept")
     return 0
 
 
@@ -196,10 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unmap", help="remove a directory's mapping")
     p.add_argument("directory")
     p.set_defaults(func=_cmd_unmap)
-    sub.add_parser("status", help="pending and journaled uploads, and their last errors").set_defaults(func=_cmd_status)
-    p = sub.add_parser("flush", help="upload everything pending or journaled, and wait")
+    p = sub.add_parser("status", help="journaled uploads: where each goes, its state, attempts and last error")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    p.set_defaults(func=_cmd_status)
+    p = sub.add_parser("flush", help="upload everything pending or journaled (failures included), and wait")
     p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--retarget", action="store_true", help="first point failed uploads at the current endpoint, bucket and mapping")
     p.set_defaults(func=_cmd_flush)
+    p = sub.add_parser("forget", help="drop pending uploads of files (the files stay)")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--failed", action="store_true", help="drop every failed upload")
+    p.set_defaults(func=_cmd_forget)
     for name, text in (
         ("push", "upload what is new or changed under a mapped directory"),
         ("pull", "download what is newer in S3 under a mapped directory"),

@@ -168,3 +168,17 @@ def test_status_json(tmp_path, bucket, proxy):
     [entry] = json.loads(res.stdout)
     assert entry["path"] == str(tmp_path / "s.pkl") and entry["bucket"] == bucket and entry["endpoint"] == proxy.url
     assert entry["attempts"] == 1 and "access denied" in entry["last_error"] and entry["held"] is True
+
+
+def test_forget_and_retarget_from_the_command_line(tmp_path, bucket, proxy):
+    proxy.always(403)
+    with pytest.raises(s3bp.UploadError):
+        s3bp.save_object(1, tmp_path / "c.pkl", bucket, wait=True)
+    s3bp.set_default_store(None).close()
+    res = subprocess.run([sys.executable, "-m", "s3bp", "forget"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "--failed" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "s3bp", "flush", "--retarget"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "access denied" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "s3bp", "forget", str(tmp_path / "c.pkl")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "dropped 1 pending upload(s); the local files are kept" in res.stdout
+    assert s3bp.pending_uploads() == [] and (tmp_path / "c.pkl").exists()
