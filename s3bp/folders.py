@@ -64,6 +64,8 @@ class FolderReport:
     deleted_local: list[str] = field(default_factory=list)
     deleted_remote: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    #: the conflicts whose S3 version was written beside the local file, as ``NAME.s3bp-remote`` (pull and sync)
+    beside: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     unchanged: int = 0
@@ -316,7 +318,7 @@ def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileS
     def fetch(f: FileState, beside: bool) -> int:
         if beside:  # NAME.s3bp-remote is s3bp's own file: overwrite whatever it holds
             rec = ops.download(f.path, f.bucket, f.key, target=f.path + REMOTE_SUFFIX)
-        else:  # only if the local file is still as surveyed
+        else:  # only if the local file is still as surveyed, or now holds these very bytes (e.g. another pull placed them)
             rec = ops.download(f.path, f.bucket, f.key, expect=f.local)
             received.append(rec)
         tick(rec.size)
@@ -325,7 +327,7 @@ def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileS
     workers = max(1, min(ops.workers, len(downloads) + len(beside)))
     with ThreadPoolExecutor(workers, thread_name_prefix="s3bp-pull") as pool:
         jobs: list[tuple[FileState, Future[int], list[str] | None]] = [(f, pool.submit(fetch, f, False), report.downloaded) for f in downloads]
-        jobs += [(f, pool.submit(fetch, f, True), None) for f in beside]
+        jobs += [(f, pool.submit(fetch, f, True), report.beside) for f in beside]
         for f, job, done in jobs:
             _attempt(report, f, job.result, done)
     # One transaction for all records; a crash before it only costs the next run a comparison by MD5.

@@ -5,6 +5,13 @@ pull, conflict resolution): the new bytes go to a temp file in the target's
 directory whose name keeps the target's suffixes, and only a complete file
 replaces the target, with ``os.replace``. A failure leaves the old file as
 it was and no temp file behind.
+
+Temp files are created exclusively (never through a link planted at their
+name) and named ``.s3bp-<pid>.<host><random>-NAME``, NAME shortened in the
+middle when needed so that the temp name fits the file-name limit. A process
+killed mid-write leaves its temp file behind: the first :class:`Placement` in
+a directory (once per directory per process) removes the temp files of
+processes that are gone, and any older than :data:`STALE_AFTER`.
 """
 
 from __future__ import annotations
@@ -12,13 +19,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import socket
+import stat as stat_module
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable
+from typing import BinaryIO
 
 from .errors import ConflictError, InvalidPathError
 from .freshness import LocalStat
+from .tree import REMOTE_SUFFIX
 
 ANY = object()  #: no expectation about the target
+
+#: A temp file whose status last changed this long ago (seconds) is debris, whoever made it.
+STALE_AFTER = 6 * 3600
+
+_NAME_MAX = 255  # bytes in one file name, on nearly every filesystem
+_S3TRANSFER_ROOM = 9  # s3transfer writes a large download to TMP + ".XXXXXXXX" first
+_KEEP_SUFFIXES = 64  # bytes of trailing suffixes (".csv.gz") kept whole when a name is shortened
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+# .s3bp-<pid>.<host tag><random>-NAME, or the 0.2 form .s3bp-<random>-NAME (no owner: stale by age only)
+_TEMP = re.compile(r"\.s3bp-(?:(\d+)\.([0-9a-f]{6})[0-9a-f]{6}|[0-9a-f]{8})-.")
+_SIDECARS = (REMOTE_SUFFIX, ".s3bp-local")  # s3bp's own files beside the user's: a link there is replaced
 
 
 def from_stat(st: os.stat_result) -> LocalStat:
@@ -77,17 +104,33 @@ def make_snapshot(src: str, dest: str | os.PathLike[str]) -> None:
     file in place (``open(path, "w")``) would change the snapshot too.
     ``copy_file_range`` clones instead of copying on filesystems that can
     (btrfs, XFS, NFS 4.2).
+
+    The snapshot is created exclusively (mode 0600) and removed again if the
+    copy fails or is interrupted part-way.
     """
+    with open(src, "rb") as fin:
+        fd = _create_exclusive(dest, 0o600)
+        try:
+            with open(fd, "wb") as fout:
+                _copy_all(fin, fout)
+        except BaseException:
+            remove(dest)
+            raise
+
+
+def _copy_all(fin: BinaryIO, fout: BinaryIO) -> None:
+    """Copy the open file ``fin`` to the empty ``fout``: in the kernel if it can, else through a buffer."""
     copy_range = getattr(os, "copy_file_range", None)
     if copy_range is not None:
         try:
-            with open(src, "rb") as fin, open(dest, "xb") as fout:
-                while copy_range(fin.fileno(), fout.fileno(), 1 << 30):
-                    pass
+            while copy_range(fin.fileno(), fout.fileno(), 1 << 30):
+                pass
             return
-        except OSError:
-            remove(dest)
-    shutil.copyfile(src, dest)
+        except OSError:  # not across these filesystems: start again by hand
+            fin.seek(0)
+            fout.seek(0)
+            fout.truncate()
+    shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 class Placement:
@@ -96,19 +139,32 @@ class Placement:
     Parameters
     ----------
     target
-        The file to (re)place; missing parent directories are created.
+        The file to (re)place; missing parent directories are created. When
+        it is a symlink to a file, the file it points to is replaced and the
+        link kept (as ``open(target, "w")`` would), except for s3bp's own
+        ``NAME.s3bp-remote``/``.s3bp-local`` files, where a link is replaced.
     expect
         If given (a :class:`LocalStat`, or None for "no file"), :meth:`commit`
-        refuses with :class:`ConflictError` when the target no longer matches it.
+        refuses with :class:`ConflictError` when the target no longer matches
+        it, unless the target now holds exactly the new bytes.
 
+    :attr:`tmp` exists (empty) from the start, created exclusively. The
+    replaced file keeps its permission bits; a new one gets the umask's.
     Use as a context manager: leaving it removes the temp file if it was not committed.
     """
 
     def __init__(self, target: str, *, expect: object = ANY):
         check_file_target(target)
         self.target = target
-        head, name = os.path.split(target)
-        self.tmp = os.path.join(head, f".s3bp-{uuid.uuid4().hex[:8]}-{name}")
+        self._dest = _write_path(target)
+        head, name = os.path.split(self._dest)
+        sweep_once(head)
+        try:
+            self.tmp, st = _new_temp(head, name)
+        except OSError as exc:
+            raise OSError(exc.errno, f"Cannot write a new version of {target} in {head}: {exc.strerror or exc}") from exc
+        self._new_mode = stat_module.S_IMODE(st.st_mode)  # 0666 less the umask (or the directory's default ACL)
+        self._blank = (st.st_dev, st.st_ino)
         self._expect = expect
 
     def __enter__(self) -> Placement:
@@ -118,29 +174,197 @@ class Placement:
         remove(self.tmp)
 
     def written(self) -> bool:
-        """Whether something was written to :attr:`tmp`."""
-        return os.path.isfile(self.tmp)
+        """Whether something was written to :attr:`tmp` (it starts empty with mtime 0; writing or truncating sets it)."""
+        try:
+            st = os.stat(self.tmp)
+        except FileNotFoundError:
+            return False
+        return st.st_mtime_ns != 0 or (st.st_dev, st.st_ino) != self._blank
 
     def commit(self, mtime: float | None = None) -> LocalStat:
-        """Move the temp file into place, first setting its mtime to ``mtime`` if given; return its stat.
+        """Move the temp file into place, first setting its mtime to ``mtime`` if given; return the target's stat.
 
         Raises
         ------
         ConflictError
-            When ``expect`` was given and the target changed meanwhile (it is kept).
+            When ``expect`` was given and the target changed meanwhile to other bytes (it is kept).
+            A target that already holds exactly the new bytes is left as it is, and its stat returned.
         """
         if mtime is not None:
             stamp = int(mtime)
             os.utime(self.tmp, (stamp, stamp))
-        stat = from_stat(os.stat(self.tmp))
-        if self._expect is not ANY and local_stat(self.target) != self._expect:
-            raise ConflictError(f"{self.target} changed while its new version was being written; the local file was kept.", self.target)
-        os.replace(self.tmp, self.target)
+        st = os.stat(self.tmp)
+        _keep_mode(self.tmp, st, self._dest, self._new_mode)
+        stat = from_stat(st)
+        if self._expect is not ANY:
+            now = local_stat(self._dest)
+            if now != self._expect:
+                if now is not None and now.size == stat.size and same_bytes(self.tmp, self._dest) and local_stat(self._dest) == now:
+                    return now  # e.g. another process just placed the same version: in sync, nothing to do
+                raise ConflictError(f"{self.target} changed while its new version was being written; the local file was kept.", self.target)
+        os.replace(self.tmp, self._dest)
         return stat
+
+
+def same_bytes(a: str, b: str) -> bool:
+    """Whether two files hold the same bytes."""
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def temp_name(name: str, pid: int, token: str) -> str:
+    """The temp file name for ``name``: ``.s3bp-<pid>.<host><token>-NAME``, NAME shortened in the middle to fit.
+
+    Room is left for s3transfer's ``.XXXXXXXX`` on top, and the trailing
+    suffixes (up to three, e.g. ``.csv.gz``) are kept: serializers pick
+    engines and compression by suffix.
+    """
+    prefix = f".s3bp-{pid}.{_HOST}{token}-"
+    return prefix + shorten(name, _NAME_MAX - _S3TRANSFER_ROOM - len(prefix))
+
+
+def shorten(name: str, room: int) -> str:
+    """``name`` cut to at most ``room`` bytes (as the filesystem encodes it), its trailing suffixes kept whole."""
+    if len(os.fsencode(name)) <= room:
+        return name
+    tail = ""
+    dot = len(name)
+    for _ in range(3):
+        dot = name.rfind(".", 1, dot)
+        if dot <= 0 or len(os.fsencode(name[dot:])) > min(_KEEP_SUFFIXES, room // 2):
+            break
+        tail = name[dot:]
+    stem = os.fsencode(name[: len(name) - len(tail)])[: room - len(os.fsencode(tail))]
+    for cut in range(4):  # end on a whole character
+        try:
+            return stem[: len(stem) - cut].decode(sys.getfilesystemencoding()) + tail
+        except UnicodeDecodeError:
+            continue
+    return os.fsdecode(stem) + tail
+
+
+def temp_is_stale(name: str, changed: float, now: float, *, alive: Callable[[int], bool] | None = None, host: str = _HOST) -> bool:
+    """Whether the entry ``name``, whose status last changed at ``changed``, is an s3bp temp file left by no live operation.
+
+    Stale: older than :data:`STALE_AFTER`, or made on this host by a process
+    that is gone. A temp file of another host is judged by age only.
+    """
+    match = _TEMP.match(name)
+    if match is None:
+        return False
+    if now - changed > STALE_AFTER:
+        return True
+    pid, tag = match.group(1), match.group(2)
+    return pid is not None and tag == host and not (alive or pid_alive)(int(pid))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (True when that cannot be told)."""
+    if os.name != "posix" or pid <= 0:
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def sweep(directory: str, now: float | None = None) -> list[str]:
+    """Remove the stale s3bp temp files in ``directory`` (see :func:`temp_is_stale`); return their paths."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.name.startswith(".s3bp-"):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    # ctime, not mtime: a download sets its temp's mtime to S3's LastModified before the rename
+                    if stat_module.S_ISREG(st.st_mode) and temp_is_stale(entry.name, st.st_ctime, now):
+                        os.unlink(entry.path)
+                        removed.append(entry.path)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return removed
+
+
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+_swept_pid = os.getpid()
+
+
+def sweep_once(directory: str) -> None:
+    """:func:`sweep` ``directory`` if this process has not done so yet."""
+    global _swept_pid
+    with _swept_lock:
+        if _swept_pid != os.getpid():  # a forked child sweeps for itself
+            _swept.clear()
+            _swept_pid = os.getpid()
+        if directory in _swept:
+            return
+        _swept.add(directory)
+    sweep(directory)
+
+
+def _write_path(target: str) -> str:
+    """Where a new version of ``target`` goes: the file a symlink at ``target`` points to, if it is one of the user's."""
+    if target.endswith(_SIDECARS) or not os.path.islink(target):
+        return target
+    real = os.path.realpath(target)
+    return real if os.path.isfile(real) else target  # a dangling link, or one to a non-file, is replaced
+
+
+def _new_temp(head: str, name: str) -> tuple[str, os.stat_result]:
+    """Create an empty temp file for ``name`` in ``head`` exclusively, its mtime 0 (so that a write shows); its path and stat."""
+    for _ in range(100):
+        tmp = os.path.join(head, temp_name(name, os.getpid(), uuid.uuid4().hex[:6]))
+        try:
+            fd = _create_exclusive(tmp, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            os.utime(fd if os.utime in os.supports_fd else tmp, ns=(0, 0))
+            return tmp, os.fstat(fd)
+        except BaseException:
+            remove(tmp)
+            raise
+        finally:
+            os.close(fd)
+    raise FileExistsError(f"Cannot create a temp file beside {os.path.join(head, name)}: every name tried exists.")
+
+
+def _create_exclusive(path: str | os.PathLike[str], mode: int) -> int:
+    """Create ``path`` for writing, failing if anything (a symlink included) is there; its descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(path, flags, mode)
+
+
+def _keep_mode(tmp: str, st: os.stat_result, dest: str, new_mode: int) -> None:
+    """Give ``tmp`` the permission bits (and, where allowed, the group) of the file it replaces, or ``new_mode``."""
+    try:
+        old = os.stat(dest)
+    except (FileNotFoundError, NotADirectoryError):
+        mode, gid = new_mode, st.st_gid
+    else:
+        mode, gid = stat_module.S_IMODE(old.st_mode) & 0o777, old.st_gid
+    if gid != st.st_gid and hasattr(os, "chown"):
+        with contextlib.suppress(OSError):  # not a member of that group
+            os.chown(tmp, -1, gid)
+    if stat_module.S_IMODE(st.st_mode) != mode:
+        os.chmod(tmp, mode)
 
 
 def set_aside(path: str, suffix: str) -> None:
     """Move ``path`` to ``path + suffix`` (replacing what was there), if it exists."""
     if os.path.exists(path):
         os.replace(path, path + suffix)
-
