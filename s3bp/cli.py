@@ -146,7 +146,7 @@ def _cmd_folder(args: argparse.Namespace) -> int:
         for path in items:
             print(f"{verb}{label}: {_rel(path, top)}")
     for path in report.conflicts:
-        beside = "" if args.command == "push" or report.dry_run else f" (the S3 version is in {_rel(path, top)}.s3bp-remote)"
+        beside = f" (the S3 version is in {_rel(path, top)}.s3bp-remote)" if path in report.beside else ""
         print(f"CONFLICT: {_rel(path, top)} changed locally and in S3 since the last sync{beside}")
     if args.verbose:
         for path, reason in report.skipped:

@@ -182,3 +182,23 @@ def test_forget_and_retarget_from_the_command_line(tmp_path, bucket, proxy):
     res = subprocess.run([sys.executable, "-m", "s3bp", "forget", str(tmp_path / "c.pkl")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "dropped 1 pending upload(s); the local files are kept" in res.stdout
     assert s3bp.pending_uploads() == [] and (tmp_path / "c.pkl").exists()
+
+
+def test_a_notebook_kernel_shut_down_normally_hands_over_and_everything_arrives(tmp_path, bucket, raw, proxy):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    proxy.always("delay:0.3")  # 200 uploads take longer than the 5 s a kernel gets to shut down
+    code = textwrap.dedent(
+        f"""
+        import os, s3bp
+        for i in range({N}):
+            s3bp.save_object(i, os.path.join({str(tmp_path)!r}, f"nb{{i}}.pkl"), {bucket!r})
+        """
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    started = time.monotonic()
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()  # runs the cell, then shuts the kernel down
+    took = time.monotonic() - started
+    assert took < 30, f"the notebook took {took:.1f} s to run and shut down"
+    wait_for_count(raw, bucket, N, timeout=120)
