@@ -11,6 +11,7 @@ EXCEL = ["openpyxl>=3.1"]
 DEMO = ["moto[server]>=5.0"]
 BENCH = ["waitress>=2.1"]
 POLARS = ["polars>=1.0"]
+NOTEBOOK = ["ipykernel>=6", "nbclient>=0.7", "nbformat>=5"]  # the tests run a real notebook kernel
 
 setup(
     name="s3bp",
@@ -29,7 +30,7 @@ setup(
         "polars": POLARS,
         "demo": DEMO,
         "bench": PANDAS + DEMO + BENCH,
-        "dev": PANDAS + EXCEL + POLARS + DEMO + BENCH + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+        "dev": PANDAS + EXCEL + POLARS + DEMO + BENCH + NOTEBOOK + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4", "mypy>=1.8"],
     },
     entry_points={"console_scripts": ["s3bp = s3bp.cli:main"]},
     classifiers=[
