@@ -43,6 +43,9 @@ def _cmd_config(args: argparse.Namespace) -> int:
                 print(f"  {directory} -> {bucket}")
         else:
             print(f"{name}: {value}")
+    for endpoint, (honoured, checked) in store.endpoint_modes().items():
+        mode = "conditional PUTs (IfMatch)" if honoured else "ignores conditional writes: uploads checked with a HEAD first"
+        print(f"endpoint {endpoint}: {mode} (checked {time.strftime('%Y-%m-%d', time.localtime(checked))})")
     return 0
 
 
@@ -278,16 +281,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(args, exc)  # a socket's or a FIFO's: a real failure
     except (S3bpError, ValueError, OSError) as exc:
         return _failed(args, exc)
+    except Exception as exc:
+        # a library error that should have become an S3bpError (sqlite3, botocore): still one line, not a trace
+        if type(exc).__module__.split(".")[0] not in _LIBRARIES:
+            raise
+        return _failed(args, exc)
     except KeyboardInterrupt:
         print("s3bp: interrupted", file=sys.stderr)
         return 1
+
+
+#: Libraries whose errors a command reports in one line like its own.
+_LIBRARIES = ("sqlite3", "botocore", "boto3", "s3transfer", "urllib3", "yaml")
 
 
 def _failed(args: argparse.Namespace, exc: BaseException) -> int:
     """Report a failed command in one line (and its traceback with ``--debug``); exit code 1."""
     if args.debug:
         traceback.print_exc()
-    print(f"s3bp {args.command}: {exc}", file=sys.stderr)
+    text = str(exc)
+    if not isinstance(exc, S3bpError):  # one line, whatever the library put in its message
+        text = " ".join(text.split())
+    if not isinstance(exc, (S3bpError, ValueError, OSError)):
+        text = f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+    print(f"s3bp {args.command}: {text}", file=sys.stderr)
     return 1
 
 

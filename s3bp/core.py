@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import config as _config
 from . import paths, remote
 from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
-from .errors import EndpointError, InvalidArgumentError, NoBucketError, ObjectNotFoundError, OfflineWarning, SerializationError
+from .errors import EndpointError, InvalidArgumentError, NoBucketError, ObjectNotFoundError, OfflineWarning, SerializationError, StateError
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load, record_of
 from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
 from .remote import Body, Connections, Head, Refused, Stored, Wire
@@ -101,14 +101,16 @@ class Store:
         return self._connections.get(data, profile=data["profile"], region=data["region"], endpoint=data["endpoint_url"])
 
     def _index(self) -> StateDB:
-        """The state database (sync records and journal), opened on first use; all a load needs."""
+        """The state database (sync records and journal), opened on first use; all a load needs.
+
+        Read-only (said once) when the state directory cannot be written; a damaged one is rebuilt (see :func:`s3bp.index.open_state`).
+        """
         if self._db is None:
             with self._lock:
                 if self._db is None:
-                    from .index import StateDB
+                    from .index import open_state
 
-                    self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    self._db = StateDB(self.state_dir / "state.sqlite3")
+                    self._db = open_state(self.state_dir)
         return self._db
 
     def _state(self) -> tuple[StateDB, UploadQueue]:
@@ -119,15 +121,28 @@ class Store:
                 if self._queue is None:
                     import concurrent.futures.thread  # noqa: F401 - imported during interpreter exit it would fail
 
+                    from .index import disk_error, private_dir
                     from .uploader import hand_over_on_sigterm
                     from .uploads import Owner, UploadQueue
 
-                    owner = Owner(self.state_dir / "owners")
-                    queue = UploadQueue(db, self.state_dir / "spool", owner, self._upload_entry, self.settings()["max_workers"])
-                    self._queue = queue
-                    atexit.register(self._at_exit)
-                    hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
-                    self._adopted = queue.adopt_orphans()
+                    if not db.writable:  # before anything is written anywhere
+                        raise StateError(db.problem or f"s3bp cannot write its state directory {self.state_dir}.")
+                    max_workers = self.settings()["max_workers"]
+                    try:
+                        for sub in ("owners", "spool", "locks"):
+                            private_dir(self.state_dir / sub)
+                        owner = Owner(self.state_dir / "owners")
+                        try:
+                            queue = UploadQueue(db, self.state_dir / "spool", owner, self._upload_entry, max_workers)
+                        except BaseException:
+                            owner.release(remove=True)
+                            raise
+                        self._queue = queue
+                        atexit.register(self._at_exit)
+                        hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
+                        self._adopted = queue.adopt_orphans()
+                    except OSError as exc:
+                        raise disk_error(exc, state_dir=self.state_dir, target=None, doing="", default="state") from exc
         return db, self._queue
 
     # -- saving --------------------------------------------------------------
@@ -143,17 +158,25 @@ class Store:
 
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
-        with Placement(res.path) as place:
-            try:
-                write(obj, place.tmp)
-            except BaseException as exc:
-                raise SerializationError(f"Could not save {res.path}: the serializer raised {exc!r}. Nothing was written.") from exc
-            if not place.written():
-                raise SerializationError(
-                    f"Could not save {res.path}: the serializer wrote no file at the path it was given ({place.tmp}). "
-                    f"A serializer must write to exactly that path."
-                )
-            fut = self._journal(data, res.path, res.bucket, res.key, place.tmp, options, wait, placed=place.commit)
+        from .index import DISK_ERRNOS, disk_error
+
+        self._state()  # a save is journaled in the state directory: refused before anything is written when it cannot be
+        try:
+            with Placement(res.path) as place:
+                try:
+                    write(obj, place.tmp)
+                except BaseException as exc:
+                    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:  # the disk, not the serializer
+                        raise disk_error(exc, state_dir=self.state_dir, target=res.path, doing="save", default="local") from exc
+                    raise SerializationError(f"Could not save {res.path}: the serializer raised {exc!r}. Nothing was written.") from exc
+                if not place.written():
+                    raise SerializationError(
+                        f"Could not save {res.path}: the serializer wrote no file at the path it was given ({place.tmp}). "
+                        f"A serializer must write to exactly that path."
+                    )
+                fut = self._journal(data, res.path, res.bucket, res.key, place.tmp, options, wait, placed=place.commit)
+        except OSError as exc:  # the user's directory (full, read-only) or the state directory
+            raise disk_error(exc, state_dir=self.state_dir, target=res.path, doing="save", default="local") from exc
         return _finish(fut, wait)
 
     def upload_file(
@@ -180,10 +203,15 @@ class Store:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
         _, queue = self._state()
         wire = self._wire(data)
-        return queue.journal(
-            path=path, bucket=bucket, key=key, source=source, endpoint=wire.endpoint, profile=data["profile"],
-            region=wire.region, options=options, wait=wait, placed=placed,
-        )  # fmt: skip
+        try:
+            return queue.journal(
+                path=path, bucket=bucket, key=key, source=source, endpoint=wire.endpoint, profile=data["profile"],
+                region=wire.region, options=options, wait=wait, placed=placed,
+            )  # fmt: skip
+        except OSError as exc:  # a path in the error says which disk; none: copying the snapshot into the spool
+            from .index import disk_error
+
+            raise disk_error(exc, state_dir=self.state_dir, target=path, doing="save", default="state") from exc
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
         """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds.
@@ -297,7 +325,12 @@ class Store:
         wire = self._wire(data)
         db = self._index()
         record, pending = db.load_state(res.path)
-        local = local_stat(res.path)
+        try:
+            local = local_stat(res.path)
+        except OSError as exc:
+            from .index import disk_error
+
+            raise disk_error(exc, state_dir=self.state_dir, target=res.path, doing="load", default="local") from exc
         plan = plan_load(local, record, endpoint=wire.endpoint, bucket=res.bucket, key=res.key, pending=pending, now=time.time(), max_age=max_age)
         verdict = Verdict.LOCAL_CURRENT
         if plan.step is not Step.USE_LOCAL:
@@ -319,9 +352,15 @@ class Store:
             elif verdict is Verdict.LOCAL_ONLY:
                 logger.warning("s3bp: s3://%s/%s is not in S3; using the local file %s", res.bucket, res.key, res.path)
             elif verdict is Verdict.LOCAL_CURRENT and max_age > 0:
-                db.touch(res.path, time.time())
+                db.touch(res.path, time.time(), best_effort=True)  # a read-only state directory: the load still works
             elif verdict is Verdict.DOWNLOAD:
-                db.put_record(self._receive(wire, res.path, res.bucket, res.key, outcome))
+                try:
+                    received = self._receive(wire, res.path, res.bucket, res.key, outcome)
+                except OSError as exc:  # the local disk (full, read-only): the old file is kept
+                    from .index import disk_error
+
+                    raise disk_error(exc, state_dir=self.state_dir, target=res.path, doing="load", default="local") from exc
+                db.put_record(received, best_effort=True)
         if verbose:
             how = {Step.USE_LOCAL: " (no request)"}.get(plan.step, " (S3 answered 304)") if verdict is Verdict.LOCAL_CURRENT else ""
             print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {verdict.value}{how}")
@@ -383,6 +422,10 @@ class Store:
         """Drop journaled uploads of ``files`` (or every failed one); the local files stay. See :func:`s3bp.forget`."""
         wanted = {paths.normalize(p) for p in files}
         return self._state()[1].forget(lambda e: e.path in wanted or (failed and e.last_error is not None))
+
+    def endpoint_modes(self) -> dict[str, tuple[bool, float]]:
+        """Per endpoint used so far: whether it honours conditional writes, and when that was checked."""
+        return self._index().endpoint_modes() if (self.state_dir / "state.sqlite3").exists() else {}
 
     def deliver_orphans(self) -> int:
         """Take over what exited processes left journaled (not failures held for an explicit flush) and upload it; how many."""

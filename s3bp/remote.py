@@ -213,9 +213,9 @@ def describe_connection(*, profile: str | None, region: str | None, endpoint_url
     if profile:
         rows.append(("profile", profile, "config file"))
     elif os.environ.get("AWS_PROFILE"):
-        rows.append(("profile", os.environ["AWS_PROFILE"], "environment (AWS_PROFILE)"))
+        rows.append(("profile", os.environ["AWS_PROFILE"], "the environment variable AWS_PROFILE"))
     else:
-        rows.append(("profile", "default", "boto3 default"))
+        rows.append(("profile", "default", "boto3's default"))
     if profile:
         core.set_config_variable("profile", profile)
     if region:
@@ -226,16 +226,16 @@ def describe_connection(*, profile: str | None, region: str | None, endpoint_url
         except Exception as exc:  # a missing profile
             raise CredentialsError(f"Cannot read AWS profile {profile!r}: {exc}.") from exc
         env = next((v for v in ("AWS_REGION", "AWS_DEFAULT_REGION") if os.environ.get(v) == found and found), None)
-        source = f"environment ({env})" if env else ("AWS config file" if found else "boto3 default (us-east-1 for S3)")
+        source = f"the environment variable {env}" if env else ("the AWS config file" if found else "boto3's default, us-east-1 for S3")
         rows.insert(0, ("region", found, source))
     if endpoint_url:
         rows.insert(0, ("endpoint_url", endpoint_url, "config file"))
     else:
         env = next((v for v in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(v)), None)
         if env:
-            rows.insert(0, ("endpoint_url", os.environ[env], f"environment ({env})"))
+            rows.insert(0, ("endpoint_url", os.environ[env], f"the environment variable {env}"))
         else:
-            rows.insert(0, ("endpoint_url", None, "boto3 default (AWS S3 for the region)"))
+            rows.insert(0, ("endpoint_url", None, "boto3's default: AWS S3 for the region"))
     return rows
 
 

@@ -55,3 +55,15 @@ def test_an_honest_store_is_probed_once_and_keeps_if_match(machine, raw, bucket)
     m.log.clear()
     m.store.save_object("v3", path, wait=True)
     assert m.log.operations == ["PutObject"]
+
+
+def test_config_shows_the_mode_of_each_endpoint(lax, proxy):
+    import os
+    import subprocess
+    import sys
+
+    lax.store.save_object("v1", lax.root / "data.pkl", wait=True)
+    lax.store.save_object("v2", lax.root / "data.pkl", wait=True)
+    env = {**os.environ, "S3BP_CONFIG": str(lax.root / "config.yml"), "S3BP_STATE_DIR": str(lax.root / "state")}
+    out = subprocess.run([sys.executable, "-m", "s3bp", "config"], capture_output=True, text=True, env=env, timeout=60).stdout
+    assert f"endpoint {proxy.url}: ignores conditional writes" in out

@@ -104,7 +104,7 @@ def test_allowed_upload_args_leave_checksums_to_botocore():
 def test_describe_connection_names_sources(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     rows = {name: (value, source) for name, value, source in describe_connection(profile=None, region=None, endpoint_url=None)}
-    assert rows["endpoint_url"] == ("http://127.0.0.1:1", "environment (AWS_ENDPOINT_URL)")
-    assert rows["region"] == ("us-east-1", "environment (AWS_DEFAULT_REGION)")
+    assert rows["endpoint_url"] == ("http://127.0.0.1:1", "the environment variable AWS_ENDPOINT_URL")
+    assert rows["region"] == ("us-east-1", "the environment variable AWS_DEFAULT_REGION")
     rows = {name: (value, source) for name, value, source in describe_connection(profile=None, region="eu-west-1", endpoint_url="http://x")}
     assert rows["endpoint_url"] == ("http://x", "config file") and rows["region"] == ("eu-west-1", "config file")
