@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from . import __version__, api, paths
@@ -271,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     rc = 0
+    shown, warnings.showwarning = warnings.showwarning, _warn_in_one_line
     try:
         rc = args.func(args)
         sys.stdout.flush()  # here, so that a closed pipe is handled below
@@ -289,6 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("s3bp: interrupted", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
+
+
+def _warn_in_one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None, line=None) -> None:
+    """Show a warning (e.g. a read-only state directory) as one line of its own, without the source line Python adds."""
+    text = " ".join(str(message).split())
+    print(text if text.startswith("s3bp") else f"s3bp: {category.__name__}: {text}", file=sys.stderr if file is None else file)
 
 
 #: Libraries whose errors a command reports in one line like its own.

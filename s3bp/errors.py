@@ -27,7 +27,10 @@ __all__ = [
     "MissingDependencyError",
     "ConfigError",
     "ConflictError",
+    "StateError",
+    "LocalFileError",
     "OfflineWarning",
+    "StateWarning",
 ]
 
 
@@ -116,6 +119,21 @@ class ConflictError(S3bpError):
         self.path, self.bucket, self.key = path, bucket, key
 
 
+class StateError(S3bpError, OSError):
+    """The state directory (sync records, upload journal, spool) cannot be used: read-only, full, or damaged beyond repair.
+
+    The message names the directory or file and what to do (free space, make it
+    writable, or point ``S3BP_STATE_DIR`` elsewhere).
+    """
+
+
+class LocalFileError(S3bpError, OSError):
+    """A local file or its directory cannot be written or read (disk full, read-only, no permission); the old file is kept."""
+
+
 class OfflineWarning(UserWarning):
     """S3 could not be reached, so a local copy that may be out of date was loaded."""
 
+
+class StateWarning(UserWarning):
+    """The state directory is read-only or was repaired: loads still work, and the message says what was kept or skipped."""

@@ -8,6 +8,7 @@ package costs ~40 ms, paid by every process's first load); elsewhere the
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ class FileLock:
             except filelock.Timeout:
                 return False
             return True
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_lock_file(self.lock_file)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -91,6 +92,7 @@ class StripedLocks:
 
     def __init__(self, directory: str | os.PathLike[str], prefix: str, stripes: int = 256):
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        _tighten(directory, 0o700)
         self._dir, self._prefix, self._stripes = os.fspath(directory), prefix, stripes
 
     @contextlib.contextmanager
@@ -99,3 +101,34 @@ class StripedLocks:
         stripe = int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big") % self._stripes
         with FileLock(os.path.join(self._dir, f"{self._prefix}-{stripe:03d}.lock")):
             yield
+
+
+def _open_lock_file(path: str) -> int:
+    """Open (creating, 0600 whatever the umask) a lock file; read-only when it exists on a read-only file system.
+
+    ``flock`` works on a descriptor opened for reading, so a lock can still be
+    taken (e.g. to tell whether a journal's owner is alive) where nothing can be written.
+    """
+    flags = os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, os.O_RDWR | flags, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES) or not os.path.exists(path):
+            raise
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _tighten(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _tighten(target: int | str | os.PathLike[str], mode: int) -> None:
+    """Give our file or directory (a path or a descriptor) exactly ``mode`` if it has other bits (made by an older version, or under an odd umask)."""
+    if os.name != "posix":
+        return
+    st = os.stat(target)
+    if st.st_mode & 0o777 != mode and st.st_uid == os.geteuid():
+        with contextlib.suppress(OSError):  # a read-only file system: it stays as it is
+            os.chmod(target, mode)
