@@ -7,6 +7,7 @@ The file is read again only when its stat changes, and written atomically
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -167,7 +168,7 @@ class ConfigFile:
         try:
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             stamp = None
         with self._lock:
             if stamp != self._stamp:
@@ -204,26 +205,37 @@ class ConfigFile:
         dict
             The settings as written.
         """
+        import tempfile
+
         import yaml
 
         from .locks import FileLock
 
-        _make_private_dir(self.path.parent)
-        with FileLock(str(self.path) + ".lock"):
-            with self._lock:
-                self._stamp = None  # another process may have written since
-            data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.read().items()}
-            change(data)
-            data = validate(data, str(self.path))
-            written = {k: v for k, v in data.items() if v != DEFAULTS[k]}
-            import tempfile  # created exclusively (0600, never through a link planted at its name), under a fresh name
-
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(written, fh, default_flow_style=False, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+        try:
+            _make_private_dir(self.path.parent)
+            with FileLock(str(self.path) + ".lock"):
+                with self._lock:
+                    self._stamp = None  # another process may have written since
+                data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.read().items()}
+                change(data)
+                data = validate(data, str(self.path))
+                written = {k: v for k, v in data.items() if v != DEFAULTS[k]}
+                # created exclusively (0600, never through a link planted at its name), under a fresh name
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent)
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                        yaml.safe_dump(written, fh, default_flow_style=False, sort_keys=True)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, self.path)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot write the config file {self.path}: {exc.strerror or exc}. "
+                f"Make {self.path.parent} writable, or set S3BP_CONFIG to a writable file."
+            ) from exc
         return data
 
 

@@ -158,7 +158,8 @@ class Store:
 
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
-        from .index import DISK_ERRNOS, disk_error
+        from .index import disk_error
+        from .localfiles import DISK_ERRNOS
 
         self._state()  # a save is journaled in the state directory: refused before anything is written when it cannot be
         try:

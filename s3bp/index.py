@@ -457,7 +457,7 @@ class StateDB:
         """
         try:
             with os.scandir(self.spool_dir) as it:
-                names = sorted(e.name for e in it if _is_entry_id(e.name) and e.is_file(follow_symlinks=False))
+                names = sorted(e.name for e in it if is_entry_id(e.name) and e.is_file(follow_symlinks=False))
         except OSError:
             return [], None
         names = [n for n in names if n not in known]
@@ -863,8 +863,6 @@ def _state_error(exc: BaseException, path: str) -> StateError:
     return err
 
 
-#: errno values of a disk that cannot take a write (not of a serializer's own failure).
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 #: errno values that mean "this disk cannot take it", with what to do.
 _DISK_HINTS = {
@@ -1010,6 +1008,6 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _is_entry_id(name: str) -> bool:
+def is_entry_id(name: str) -> bool:
     """Whether ``name`` is a journal entry id (uuid4 hex), as snapshots in the spool are named."""
     return len(name) == 32 and all(c in "0123456789abcdef" for c in name)

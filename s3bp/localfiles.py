@@ -17,6 +17,7 @@ processes that are gone, and any older than :data:`STALE_AFTER`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -33,6 +34,9 @@ from typing import BinaryIO
 from .errors import ConflictError, InvalidPathError
 from .freshness import LocalStat
 from .tree import REMOTE_SUFFIX
+
+#: errno values of a disk that cannot take a write (not of a serializer's own failure).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 ANY = object()  #: no expectation about the target
 

@@ -12,7 +12,14 @@ def wanted(flag: bool | None) -> bool:
     """Whether to show progress: ``flag`` if given, else only when stderr is a terminal or in a notebook."""
     if flag is not None:
         return flag
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    return sys.stderr.isatty() or in_kernel()
+
+
+def in_kernel() -> bool:
+    """Whether this interpreter runs a notebook kernel (an IPython shell with a kernel), not just has ipykernel imported."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 @contextlib.contextmanager

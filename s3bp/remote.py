@@ -30,10 +30,12 @@ from .errors import (
     DownloadError,
     EndpointError,
     InvalidBucketNameError,
+    LocalFileError,
     ObjectNotFoundError,
     S3bpError,
 )
 from .freshness import Answer, etag_parts, md5_of_etag, multipart_etag, parts_for
+from .localfiles import DISK_ERRNOS
 from .progress import bar, wanted
 from .tree import Remote
 
@@ -579,6 +581,12 @@ def translate(exc: BaseException, action: str, bucket: str, key: str | None) -> 
         return EndpointError(
             f"Cannot {action} {where}: the S3 endpoint could not be reached ({type(exc).__name__}). "
             f"Check the network and the endpoint_url setting."
+        )
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return LocalFileError(
+            exc.errno,
+            f"Cannot {action} {where}: the local disk refused the bytes ({exc.strerror}); the old local file was kept. "
+            f"Free space on {os.path.dirname(exc.filename) if exc.filename else 'the disk'} and try again.",
         )
     if isinstance(exc, (bex.BotoCoreError, OSError)):
         return S3bpError(f"Cannot {action} {where}: {exc}")

@@ -42,7 +42,9 @@ def exit_policy(setting: str, *, kernel: bool, interactive: bool) -> str:
 
 def context() -> dict[str, bool]:
     """Whether this interpreter is a notebook kernel (IPython's) or an interactive session."""
-    return {"kernel": "ipykernel" in sys.modules, "interactive": hasattr(sys, "ps1") or bool(sys.flags.interactive)}
+    from .progress import in_kernel
+
+    return {"kernel": in_kernel(), "interactive": hasattr(sys, "ps1") or bool(sys.flags.interactive)}
 
 
 def spawn(config: str | os.PathLike[str], state_dir: str | os.PathLike[str], after_pid: int | None = None) -> int | None:
@@ -131,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     while args.after_pid and _alive(args.after_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     with FileLock(state / _LOCK):  # one uploader at a time: a second one waits, then finds the work done
-        (state / _PID).write_text(str(os.getpid()))
+        fd = os.open(state / _PID, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as pidfile:
+            pidfile.write(str(os.getpid()))
         from .core import Store
 
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")

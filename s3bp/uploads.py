@@ -41,7 +41,7 @@ from .errors import (
     UploadError,
 )
 from .freshness import SyncRecord
-from .index import JournalEntry, StateDB
+from .index import JournalEntry, StateDB, is_entry_id
 from .localfiles import make_snapshot, remove
 from .locks import FileLock, StripedLocks
 
@@ -703,7 +703,7 @@ def sweep_spool(db: StateDB, spool_dir: Path, now: float | None = None) -> list[
     now = time.time() if now is None else now
     try:
         with os.scandir(spool_dir) as it:
-            candidates = [e for e in it if _is_entry_id(e.name) and e.is_file(follow_symlinks=False)]
+            candidates = [e for e in it if is_entry_id(e.name) and e.is_file(follow_symlinks=False)]
     except OSError:
         return []
     if not candidates:
@@ -722,10 +722,6 @@ def sweep_spool(db: StateDB, spool_dir: Path, now: float | None = None) -> list[
         logger.info("s3bp: removed %d snapshot(s) left in %s with no upload journaled", len(removed), spool_dir)
     return removed
 
-
-def _is_entry_id(name: str) -> bool:
-    """Whether ``name`` is a journal entry id (uuid4 hex), as snapshots are named."""
-    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
 def owner_alive(owners_dir: Path, token: str) -> bool:

@@ -264,7 +264,6 @@ def test_a_read_only_config_dir_still_loads_and_saves(tmp_path, bucket, monkeypa
         assert cli.main(["default-bucket", "other-bucket"]) == 1  # one line, exit 1
 
 
-@pytest.mark.xfail(reason="ConfigFile.update (s3bp/config.py) still lets the OSError of a read-only config directory out", strict=False)
 def test_writing_a_read_only_config_is_a_config_error(tmp_path, bucket, monkeypatch):
     config_rw, config_ro = tmp_path / "config-rw", tmp_path / "config-ro"
     config_rw.mkdir()
