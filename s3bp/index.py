@@ -142,6 +142,14 @@ _JOURNAL_COLUMNS = ", ".join(JournalEntry.__dataclass_fields__)
 _RECORD_COLUMNS = ", ".join(SyncRecord.__dataclass_fields__)
 
 
+@functools.cache
+def _has_returning() -> bool:
+    """Whether this SQLite has ``UPDATE ... RETURNING`` (3.35 and later)."""
+    import sqlite3
+
+    return sqlite3.sqlite_version_info >= (3, 35)
+
+
 class _Damaged(Exception):
     """``PRAGMA quick_check`` found damage."""
 
@@ -208,6 +216,7 @@ class StateDB:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._writing = threading.Lock()
         self._record_trouble_said = False
         _LIVE.add(self)
         try:
@@ -359,14 +368,17 @@ class StateDB:
         if not self.writable:
             raise StateError(self.problem or f"The state database {self.path} is read-only.")
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(Exception):  # a damaged or full database may refuse even this
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # The threads of this process take turns here: SQLite's own busy handler would make a
+        # thread that finds the database locked sleep 1 ms and more, on every collision.
+        with self._writing:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):  # a damaged or full database may refuse even this
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- recovery -----------------------------------------------------------
 
@@ -608,16 +620,19 @@ class StateDB:
         """
         marks = ", ".join("?" * len(JournalEntry.__dataclass_fields__))
         with self._transaction() as conn:
-            row = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
-            if row is None:
+            if _has_returning():
+                row = conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value").fetchone()
+            else:  # SQLite before 3.35
+                conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
+                row = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+            if row is None:  # the first save of this database
                 start = conn.execute(
                     "SELECT max(coalesce((SELECT max(seq) FROM journal), 0), coalesce((SELECT max(saved_ns) FROM records), 0))"
                 ).fetchone()[0]
                 conn.execute("INSERT INTO counters (name, value) VALUES ('seq', ?)", (start + 1,))
                 seq = start + 1
             else:
-                seq = row[0] + 1
-                conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
+                seq = row[0]
             entry = dataclasses.replace(entry, seq=seq)
             conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
         return entry

@@ -158,24 +158,30 @@ class Placement:
     """
 
     def __init__(self, target: str, *, expect: object = ANY):
-        check_file_target(target)
+        refuse_directory(target)
         self.target = target
         self._dest = _write_path(target)
         head, name = os.path.split(self._dest)
-        sweep_once(head)
         try:
-            self.tmp, st = _new_temp(head, name)
+            try:
+                self.tmp, st = _new_temp(head, name)
+            except (FileNotFoundError, NotADirectoryError):
+                check_file_target(self._dest)  # a missing parent directory: make it (or say why not), then try again
+                self.tmp, st = _new_temp(head, name)
         except OSError as exc:
             raise OSError(exc.errno, f"Cannot write a new version of {target} in {head}: {exc.strerror or exc}") from exc
+        sweep_once(head)
         self._new_mode = stat_module.S_IMODE(st.st_mode)  # 0666 less the umask (or the directory's default ACL)
         self._blank = (st.st_dev, st.st_ino)
         self._expect = expect
+        self._placed = False
 
     def __enter__(self) -> Placement:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        remove(self.tmp)
+        if not self._placed:
+            remove(self.tmp)
 
     def written(self) -> bool:
         """Whether something was written to :attr:`tmp` (it starts empty with mtime 0; writing or truncating sets it)."""
@@ -207,6 +213,7 @@ class Placement:
                     return now  # e.g. another process just placed the same version: in sync, nothing to do
                 raise ConflictError(f"{self.target} changed while its new version was being written; the local file was kept.", self.target)
         os.replace(self.tmp, self._dest)
+        self._placed = True
         return stat
 
 

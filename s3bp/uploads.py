@@ -668,6 +668,8 @@ class UploadQueue:
                 self._ready.put(_STOP)
             self._workers = 0
         self._owner.release(remove=not left)
+        self._path_locks.close()
+        self._object_locks.close()
 
 
 def _as_upload_error(error: BaseException, entry: JournalEntry) -> S3bpError:
