@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths, remote
-from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
 from .errors import EndpointError, InvalidArgumentError, NoBucketError, ObjectNotFoundError, OfflineWarning, SerializationError, StateError
-from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load, record_of
+from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
 from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
-from .remote import Body, Connections, Head, Refused, Stored, Wire
+from .remote import Body, Connections, Wire
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
@@ -215,63 +214,14 @@ class Store:
             raise disk_error(exc, state_dir=self.state_dir, target=path, doing="save", default="state") from exc
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
-        """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds.
-
-        Under ``conflict="raise"``, the upload may replace only the version this
-        machine last synced (see :mod:`s3bp.conflicts`).
-        """
-        from .uploads import UploadOptions
+        """Send one journal entry to the endpoint it was saved for (see :func:`s3bp.sending.send_entry`)."""
+        from .sending import send_entry
 
         data = self.settings()
         wire = self._wire(data)
         if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
             wire = self._connections.get(data, profile=entry.profile, region=entry.region, endpoint=entry.endpoint)
-        extra = UploadOptions(entry.conflict, entry.extra_args).arguments()
-        db, _ = self._state()
-        record = record_of(db.record(entry.path), *entry.object_id) if entry.conflict == "raise" else None
-        conditional = record is None or self._conditional(db, wire, entry.bucket)
-        outcome = self._send(wire, entry, extra, record, conditional)
-        if not isinstance(outcome, Stored):
-            assert record is not None
-            head = wire.head(entry.bucket, entry.key)
-            latest = db.record(entry.path)
-            current, newest = head.etag if isinstance(head, Head) else None, db.newest_upload(*entry.object_id)
-            refusal = after_refusal(record=record, current_etag=current, latest=latest, newest_upload=newest, seq=entry.seq)
-            if refusal is Refusal.SUPERSEDED and latest is not None:
-                outcome = Stored(latest.etag)
-            elif refusal is not Refusal.CONFLICT:
-                outcome = self._send(wire, entry, extra, latest if refusal is Refusal.OVER_LATEST else None, conditional)
-            if not isinstance(outcome, Stored):
-                raise conflict_error(
-                    path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created,
-                    changed_at=head.last_modified if isinstance(head, Head) else None, synced_at=record.verified_at,
-                )  # fmt: skip
-        return SyncRecord(
-            path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=outcome.etag,
-            size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq,
-        )  # fmt: skip
-
-    @staticmethod
-    def _conditional(db: StateDB, wire: Wire, bucket: str) -> bool:
-        """Whether the endpoint honours conditional writes: checked once (one probe PUT), remembered, re-checked weekly."""
-        known = db.endpoint_mode(wire.endpoint)
-        if known is not None and not needs_check(known, time.time()):
-            return known[0]
-        honoured = wire.honours_conditions(bucket)
-        if not honoured:
-            logger.warning("s3bp: %s ignores conditional writes; uploads there are checked with a HEAD first", wire.endpoint)
-        db.set_endpoint_mode(wire.endpoint, honoured, time.time())
-        return honoured
-
-    @staticmethod
-    def _send(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None, conditional: bool) -> Stored | Refused:
-        """PUT the snapshot, only over the version ``over`` records when given."""
-        condition = put_condition(entry.size, over, remote.MULTIPART_THRESHOLD, conditional=conditional)
-        if condition.head_check is not None:
-            head = wire.head(entry.bucket, entry.key)
-            if not head_allows(condition, head.etag if isinstance(head, Head) else None):
-                return Refused("412")
-        return wire.put(entry.bucket, entry.key, entry.spool, entry.size, extra, if_match=condition.if_match)
+        return send_entry(wire, self._state()[0], entry)
 
     # -- loading ---------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""How one journaled save reaches S3: the condition its PUT carries, and what a refusal leads to.
+
+The decisions are :mod:`s3bp.conflicts`' (pure); the requests are
+:class:`~s3bp.remote.Wire`'s; the sync records come from the state database.
+:func:`send_entry` is the ``upload`` function the upload queue is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import remote
+from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
+from .freshness import SyncRecord, record_of
+from .remote import Head, Refused, Stored, Wire
+from .uploads import UploadOptions
+
+if TYPE_CHECKING:
+    from .index import JournalEntry, StateDB
+
+logger = logging.getLogger("s3bp")
+
+
+def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
+    """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds.
+
+    Under ``conflict="raise"``, the upload may replace only the version this
+    machine last synced: a refusal is then another writer's version
+    (:class:`~s3bp.errors.ConflictError`), or one of the cases
+    :func:`~s3bp.conflicts.after_refusal` tells apart from it.
+    """
+    extra = UploadOptions(entry.conflict, entry.extra_args).arguments()
+    record = record_of(db.record(entry.path), *entry.object_id) if entry.conflict == "raise" else None
+    conditional = record is None or honours_conditions(db, wire, entry.bucket)
+    outcome = _put(wire, entry, extra, record, conditional)
+    if not isinstance(outcome, Stored):
+        assert record is not None
+        head = wire.head(entry.bucket, entry.key)
+        latest = db.record(entry.path)
+        current, newest = head.etag if isinstance(head, Head) else None, db.newest_upload(*entry.object_id)
+        refusal = after_refusal(record=record, current_etag=current, latest=latest, newest_upload=newest, seq=entry.seq)
+        if refusal is Refusal.SUPERSEDED and latest is not None:
+            outcome = Stored(latest.etag)
+        elif refusal is not Refusal.CONFLICT:
+            outcome = _put(wire, entry, extra, latest if refusal is Refusal.OVER_LATEST else None, conditional)
+        if not isinstance(outcome, Stored):
+            raise conflict_error(
+                path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created,
+                changed_at=head.last_modified if isinstance(head, Head) else None, synced_at=record.verified_at,
+            )  # fmt: skip
+    return SyncRecord(
+        path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=outcome.etag,
+        size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq,
+    )  # fmt: skip
+
+
+def honours_conditions(db: StateDB, wire: Wire, bucket: str) -> bool:
+    """Whether the endpoint honours conditional writes: checked once (one probe PUT), remembered, re-checked weekly."""
+    known = db.endpoint_mode(wire.endpoint)
+    if known is not None and not needs_check(known, time.time()):
+        return known[0]
+    honoured = wire.honours_conditions(bucket)
+    if not honoured:
+        logger.warning("s3bp: %s ignores conditional writes; uploads there are checked with a HEAD first", wire.endpoint)
+    db.set_endpoint_mode(wire.endpoint, honoured, time.time())
+    return honoured
+
+
+def _put(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None, conditional: bool) -> Stored | Refused:
+    """PUT the snapshot, only over the version ``over`` records when given."""
+    condition = put_condition(entry.size, over, remote.MULTIPART_THRESHOLD, conditional=conditional)
+    if condition.head_check is not None:
+        head = wire.head(entry.bucket, entry.key)
+        if not head_allows(condition, head.etag if isinstance(head, Head) else None):
+            return Refused("412")
+    return wire.put(entry.bucket, entry.key, entry.spool, entry.size, extra, if_match=condition.if_match)
