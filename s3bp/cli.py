@@ -91,7 +91,7 @@ def _cmd_unmap(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """List journaled uploads: state, where each goes, attempts, age and last error (reading changes nothing)."""
-    from .uploader import running
+    from .handoff import running
 
     pending = api.pending_uploads()
     if args.json:

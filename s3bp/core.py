@@ -120,8 +120,8 @@ class Store:
                 if self._queue is None:
                     import concurrent.futures.thread  # noqa: F401 - imported during interpreter exit it would fail
 
+                    from .handoff import hand_over_on_sigterm
                     from .index import disk_error, private_dir
-                    from .uploader import hand_over_on_sigterm
                     from .uploads import Owner, UploadQueue
 
                     if not db.writable:  # before anything is written anywhere
@@ -489,7 +489,7 @@ class Store:
         """At interpreter exit: wait for pending uploads, saying so if it takes a while."""
         if os.getpid() != self._pid or self._queue is None:
             return  # a forked child does not own its parent's uploads
-        from .uploader import close_at_exit
+        from .handoff import close_at_exit
 
         close_at_exit(self._queue, self.settings(), self.config.path, self.state_dir)
 

@@ -101,8 +101,15 @@ class Stored:
 
 
 @dataclass(frozen=True)
+class Replaced:
+    """An upload in parts went through, but another writer's version (this ETag) replaced it before it could be checked."""
+
+    etag: str
+
+
+@dataclass(frozen=True)
 class Refused:
-    """A conditional PUT was refused: ``412`` (changed), ``404`` (gone) or ``501`` (the store cannot)."""
+    """A conditional PUT was refused: ``412`` (changed), ``404`` (gone), ``409`` (a concurrent write) or ``501`` (the store cannot)."""
 
     code: str
 
@@ -419,7 +426,9 @@ class Wire:
         except ClientError:  # a store without PartNumber (400, 416, 501, ...)
             return 0
 
-    def put(self, bucket: str, key: str, source: str, size: int, extra: dict[str, Any], *, if_match: str | None = None) -> Stored | Refused:
+    def put(
+        self, bucket: str, key: str, source: str, size: int, extra: dict[str, Any], *, if_match: str | None = None
+    ) -> Stored | Refused | Replaced:
         """Upload the file ``source`` (in parts if large); with ``if_match``, only over that version.
 
         Objects sent in parts cannot carry the condition (s3transfer does not
@@ -436,20 +445,24 @@ class Wire:
                 # The interpreter began exiting mid-upload: its thread pools now refuse
                 # work ("cannot schedule new futures"), so send the parts from this thread.
                 self._transfer(threaded=False).upload(source, bucket, key, extra_args=extra).result()
-            return Stored(self.client.head_object(Bucket=bucket, Key=key)["ETag"])
+            head = self.client.head_object(Bucket=bucket, Key=key)
+            return Replaced(head["ETag"]) if _not_ours(head, source, size) else Stored(head["ETag"])
         return Refused(seen.code)
 
-    def honours_conditions(self, bucket: str) -> bool:
+    def honours_conditions(self, bucket: str, beside: str) -> bool:
         """Whether the store refuses a PUT whose ``IfMatch`` does not hold (some S3-compatible stores ignore it).
 
-        Sends one conditional PUT of an empty probe object that does not exist:
-        a store that honours the condition refuses it (404 or 412); one that
-        answers 501 cannot do conditions; one that stores it ignores them (the
-        probe is then deleted).
+        Sends one conditional PUT of an empty probe object that does not exist,
+        beside the key ``beside`` (where the caller may write): a store that
+        honours the condition refuses it (404 or 412); one that answers 501
+        cannot do conditions; one that stores it ignores them (the probe is
+        then deleted).
         """
-        key = f".s3bp-probe-{uuid.uuid4().hex}"
+        key = f"{beside}.s3bp-probe-{uuid.uuid4().hex}"
+        if len(key.encode("utf-8", "surrogatepass")) > 1024:
+            key = f".s3bp-probe-{uuid.uuid4().hex}"
         answer = self.put(bucket, key, os.devnull, 0, {}, if_match='"' + "0" * 32 + '"')
-        if isinstance(answer, Stored):
+        if not isinstance(answer, Refused):
             self.delete(bucket, key)
             return False
         return answer.code != "501"
@@ -636,6 +649,31 @@ def _copy(body: Any, out: Any, digest: Any = None) -> None:
             out.write(chunk)
         if digest is not None:
             digest.update(chunk)
+
+
+def _not_ours(head: dict[str, Any], source: str, size: int) -> bool:
+    """Whether the object a HEAD just after our upload in parts describes is surely not the file ``source`` we sent.
+
+    Another writer may have replaced it in between. Its size tells, or its
+    ETag where that is an MD5 (one part) or AWS's MD5 of part MD5s; the ETag of
+    an encrypted object, or in another form, cannot tell and is taken as ours.
+    """
+    if int(head["ContentLength"]) != size:
+        return True
+    encrypted = str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(head.get("SSECustomerAlgorithm"))
+    etag = head["ETag"]
+    if encrypted or (md5_of_etag(etag) is None and etag_parts(etag) is None):
+        return False
+    whole = hashlib.md5(usedforsecurity=False)
+
+    def chunks() -> Iterator[bytes]:
+        with open(source, "rb") as sent:
+            for chunk in iter(lambda: sent.read(_CHUNK), b""):
+                whole.update(chunk)
+                yield chunk
+
+    parts = multipart_etag(chunks(), _upload_part_size(size)).strip('"')
+    return etag.strip('"').lower() not in (parts, whole.hexdigest())
 
 
 def _check_length(where: str, what: str, got: int, want: int) -> None:

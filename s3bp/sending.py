@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import remote
 from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
+from .errors import S3bpError
 from .freshness import SyncRecord, record_of
-from .remote import Head, Refused, Stored, Wire
+from .remote import Head, Refused, Replaced, Stored, Wire
 from .uploads import UploadOptions
 
 if TYPE_CHECKING:
@@ -33,8 +34,13 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
     """
     extra = UploadOptions(entry.conflict, entry.extra_args).arguments()
     record = record_of(db.record(entry.path), *entry.object_id) if entry.conflict == "raise" else None
-    conditional = record is None or honours_conditions(db, wire, entry.bucket)
+    conditional = record is None or honours_conditions(db, wire, entry.bucket, entry.key)
     outcome = _put(wire, entry, extra, record, conditional)
+    if isinstance(outcome, Replaced):  # our parts landed, and another writer's version right after them
+        raise conflict_error(
+            path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created, changed_at=None,
+            synced_at=record.verified_at if record else None,
+        )  # fmt: skip
     if not isinstance(outcome, Stored):
         assert record is not None
         head = wire.head(entry.bucket, entry.key)
@@ -56,19 +62,28 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
     )  # fmt: skip
 
 
-def honours_conditions(db: StateDB, wire: Wire, bucket: str) -> bool:
-    """Whether the endpoint honours conditional writes: checked once (one probe PUT), remembered, re-checked weekly."""
+def honours_conditions(db: StateDB, wire: Wire, bucket: str, key: str) -> bool:
+    """Whether the endpoint honours conditional writes: checked once (one probe PUT beside ``key``), remembered, re-checked weekly.
+
+    A probe that cannot be made (no permission for it, say) never fails the
+    upload: the answer is then "unknown", the HEAD check is used and nothing
+    is remembered.
+    """
     known = db.endpoint_mode(wire.endpoint)
     if known is not None and not needs_check(known, time.time()):
         return known[0]
-    honoured = wire.honours_conditions(bucket)
+    try:
+        honoured = wire.honours_conditions(bucket, key)
+    except S3bpError as exc:
+        logger.info("s3bp: could not tell whether %s honours conditional writes (%s); checking with a HEAD", wire.endpoint, exc)
+        return False
     if not honoured:
         logger.warning("s3bp: %s ignores conditional writes; uploads there are checked with a HEAD first", wire.endpoint)
     db.set_endpoint_mode(wire.endpoint, honoured, time.time())
     return honoured
 
 
-def _put(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None, conditional: bool) -> Stored | Refused:
+def _put(wire: Wire, entry: JournalEntry, extra: dict[str, Any], over: SyncRecord | None, conditional: bool) -> Stored | Refused | Replaced:
     """PUT the snapshot, only over the version ``over`` records when given."""
     condition = put_condition(entry.size, over, remote.MULTIPART_THRESHOLD, conditional=conditional)
     if condition.head_check is not None:

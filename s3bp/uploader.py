@@ -1,12 +1,10 @@
-"""The background uploader: finishes the uploads a process handed over when it exited.
+"""The background uploader (``python -m s3bp.uploader``): finishes the uploads a process handed over.
 
-A process that exits (or is sent SIGTERM) with uploads pending and the
-``handoff`` exit policy starts ``python -m s3bp.uploader`` detached, with the
-same interpreter and environment (so the same credentials). The uploader
-waits for that process to be gone, takes over its journal entries through the
-owner locks, uploads them with the usual retries and exits when nothing it
-can deliver is left. One uploader works per state directory at a time
-(``uploader.lock``); ``s3bp status`` names it.
+Started detached by :func:`s3bp.handoff.spawn`. It waits for the process
+that handed over to exit, takes over its journal entries through the owner
+locks, uploads them with the usual retries and exits when nothing it can
+deliver is left. One works per state directory at a time; a second one waits
+for the first, then finds the work done.
 """
 
 from __future__ import annotations
@@ -15,99 +13,11 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from .handoff import LOCK, PID, WAIT_FOR_EXIT
 from .locks import FileLock
-
-if TYPE_CHECKING:
-    from .uploads import UploadQueue
-
-#: How long the uploader waits for the process that handed over to exit.
-WAIT_FOR_EXIT = 120.0
-_LOCK, _PID, _LOG = "uploader.lock", "uploader.pid", "uploader.log"
-
-
-def exit_policy(setting: str, *, kernel: bool, interactive: bool) -> str:
-    """``"wait"`` or ``"handoff"`` for the ``on_exit`` setting: ``auto`` hands off in a notebook kernel or an interactive session.
-
-    A script, a container or a CI job may lose its machine when the main
-    process ends, and a detached uploader with it: there the process waits.
-    """
-    if setting != "auto":
-        return setting
-    return "handoff" if kernel or interactive else "wait"
-
-
-def context() -> dict[str, bool]:
-    """Whether this interpreter is a notebook kernel (IPython's) or an interactive session."""
-    from .progress import in_kernel
-
-    return {"kernel": in_kernel(), "interactive": hasattr(sys, "ps1") or bool(sys.flags.interactive)}
-
-
-def spawn(config: str | os.PathLike[str], state_dir: str | os.PathLike[str], after_pid: int | None = None) -> int | None:
-    """Start a detached uploader for ``state_dir``; its pid, or None when it could not be started."""
-    import subprocess
-
-    state = Path(state_dir)
-    cmd = [sys.executable, "-m", "s3bp.uploader", "--config", os.fspath(config), "--state-dir", os.fspath(state)]
-    cmd += ["--after-pid", str(os.getpid() if after_pid is None else after_pid)]
-    try:
-        fd = os.open(state / _LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    return child.pid
-
-
-def close_at_exit(queue: UploadQueue, settings: Mapping[str, Any], config: str | os.PathLike[str], state_dir: str | os.PathLike[str]) -> None:
-    """At interpreter exit: wait for the queue, or (``handoff`` policy) wait ``exit_grace`` seconds and hand the rest over."""
-    policy = exit_policy(settings["on_exit"], **context())
-    handoff = (lambda pending: spawn(config, state_dir)) if policy == "handoff" else None
-    queue.close(at_exit=True, handoff=handoff, grace=settings["exit_grace"])
-
-
-def hand_over_on_sigterm(pending: Callable[[], bool], config: str | os.PathLike[str], state_dir: str | os.PathLike[str]) -> None:
-    """On SIGTERM, start an uploader for what is pending, then die of the signal as before.
-
-    Installed only from the main thread and only where SIGTERM still has its
-    default action (the process's own handlers are never replaced). Python
-    runs no exit handlers on SIGTERM, so without this a killed kernel or
-    service would leave its saves to whichever process runs next.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        if pending():
-            spawn(config, state_dir)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def running(state_dir: str | os.PathLike[str]) -> int | None:
-    """The pid of the uploader working on ``state_dir``, or None."""
-    state = Path(state_dir)
-    if not (state / _LOCK).exists():
-        return None
-    lock = FileLock(state / _LOCK)
-    if lock.acquire(blocking=False):
-        lock.release()
-        return None
-    try:
-        return int((state / _PID).read_text())
-    except (OSError, ValueError):
-        return -1
 
 
 def _alive(pid: int) -> bool:
@@ -132,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = time.monotonic() + WAIT_FOR_EXIT
     while args.after_pid and _alive(args.after_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with FileLock(state / _LOCK):  # one uploader at a time: a second one waits, then finds the work done
-        fd = os.open(state / _PID, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with FileLock(state / LOCK):  # one uploader at a time: a second one waits, then finds the work done
+        fd = os.open(state / PID, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as pidfile:
             pidfile.write(str(os.getpid()))
         from .core import Store

@@ -142,7 +142,8 @@ class FaultProxy:
     Each accepted connection takes the next scripted action (default
     ``"pass"``): ``"pass"`` pipes bytes to the upstream; ``"reset"`` pipes the
     request, then resets the connection before answering; ``"delay:S"``
-    waits S seconds, then pipes; ``("replace-request", OLD, NEW)`` swaps them in what the client sends;
+    waits S seconds, then pipes; ``("replace-request", OLD, NEW[, DENY])`` swaps them in what the client sends
+    (and answers 403 to a request whose request line holds the bytes DENY);
     ``("replace", OLD, NEW)`` pipes but swaps
     the bytes OLD for NEW in what the upstream answers; ``("truncate", N)`` relays HTTP messages
     but cuts the first GET answer with a body (200 or 206) short by its last N bytes and frames
@@ -250,7 +251,12 @@ class FaultProxy:
             elif isinstance(action, tuple) and action[0] == "replace":
                 self._pipe(conn, action[1], action[2])
             elif isinstance(action, tuple) and action[0] == "replace-request":
-                self._pipe(conn, request=(action[1], action[2]))
+                head = _peek_head(conn)
+                if len(action) > 3 and action[3] in head.split(b"\r\n", 1)[0]:
+                    _read_rest(conn, head)
+                    self._answer(conn, 403)
+                else:
+                    self._pipe(conn, request=(action[1], action[2]), first=head)
             elif isinstance(action, tuple) and action[0] == "truncate":
                 self._relay(conn, drop=action[1])
             else:
@@ -268,8 +274,12 @@ class FaultProxy:
         head = f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         conn.sendall(head.encode() + body)
 
-    def _pipe(self, conn: socket.socket, old: bytes = b"", new: bytes = b"", request: tuple[bytes, bytes] = (b"", b"")) -> None:
+    def _pipe(
+        self, conn: socket.socket, old: bytes = b"", new: bytes = b"", request: tuple[bytes, bytes] = (b"", b""), first: bytes = b""
+    ) -> None:
         up = socket.create_connection(self.upstream, timeout=30)
+        if first:
+            up.sendall(first.replace(*request) if request[0] else first)
 
         def pump(src, dst):
             try:
@@ -462,3 +472,31 @@ def _read_request(conn: socket.socket) -> bytes:
             break
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+def _peek_head(conn: socket.socket) -> bytes:
+    """Read from ``conn`` until a request's head is complete (or the peer stops); what was read."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_rest(conn: socket.socket, head: bytes) -> None:
+    """Read the rest of a request whose first bytes are ``head`` (its Content-Length body)."""
+    top, _, body = head.partition(b"\r\n\r\n")
+    length = 0
+    for line in top.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if b"expect: 100-continue" in top.lower():
+        return
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk

@@ -30,7 +30,7 @@ def test_a_store_ignoring_if_match_still_gets_no_silent_overwrite(lax, raw, buck
         lax.store.save_object("v2", path, wait=True)
     assert raw.get_object(Bucket=bucket, Key="data.pkl")["Body"].read() == b"another machine's newer version"
     assert [r.message for r in caplog.records if "ignores conditional writes" in r.message]
-    assert not list(raw.list_objects_v2(Bucket=bucket, Prefix=".s3bp-probe").get("Contents", []))  # the probe is cleaned up
+    assert [o["Key"] for o in raw.list_objects_v2(Bucket=bucket).get("Contents", [])] == ["data.pkl"]  # the probe is cleaned up
 
 
 def test_the_finding_is_remembered_per_endpoint(lax, raw, bucket):
@@ -67,3 +67,11 @@ def test_config_shows_the_mode_of_each_endpoint(lax, proxy):
     env = {**os.environ, "S3BP_CONFIG": str(lax.root / "config.yml"), "S3BP_STATE_DIR": str(lax.root / "state")}
     out = subprocess.run([sys.executable, "-m", "s3bp", "config"], capture_output=True, text=True, env=env, timeout=60).stdout
     assert f"endpoint {proxy.url}: ignores conditional writes" in out
+
+
+def test_a_probe_that_is_denied_never_fails_the_save(lax, raw, bucket, proxy):
+    path = lax.root / "data.pkl"
+    lax.store.save_object("v1", path, wait=True)
+    proxy.always((*IGNORES_IF_MATCH, b".s3bp-probe-"))  # the probe PUT is answered 403 (a key policy of data.pkl only, say)
+    lax.store.save_object("v2", path, wait=True)
+    assert unpickled(raw, bucket, "data.pkl") == "v2"

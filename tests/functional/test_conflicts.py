@@ -151,3 +151,24 @@ def test_bad_conflict_value(tmp_path, bucket):
 
     with pytest.raises(InvalidArgumentError, match="conflict"):
         s3bp.save_object(1, tmp_path / "x.pkl", bucket, conflict="maybe")
+
+
+def test_a_writer_right_after_our_parts_is_not_recorded_as_ours(tmp_path, bucket, raw, monkeypatch):
+    import os
+
+    import s3bp
+    import s3bp.remote
+
+    monkeypatch.setattr(s3bp.remote, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    path = tmp_path / "big.bin"
+    sneaked = []
+
+    def another_writer_first(**kwargs):  # between our CompleteMultipartUpload and the HEAD that reads its ETag
+        if not sneaked:
+            sneaked.append(raw.put_object(Bucket=bucket, Key="big.bin", Body=b"theirs"))
+
+    s3bp.get_default_store().client().meta.events.register("before-call.s3.HeadObject", another_writer_first)
+    with pytest.raises(ConflictError):
+        s3bp.save_object(os.urandom(6 * 1024 * 1024), path, bucket, serializer=lambda obj, p: open(p, "wb").write(obj), wait=True)
+    assert raw.get_object(Bucket=bucket, Key="big.bin")["Body"].read() == b"theirs"
+    assert [p.held for p in s3bp.pending_uploads()] == [True]  # ours stays journaled, not recorded as in sync
