@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths, remote
-from .errors import EndpointError, InvalidArgumentError, NoBucketError, ObjectNotFoundError, OfflineWarning, SerializationError, StateError
+from .errors import (
+    EndpointError,
+    InvalidArgumentError,
+    NoBucketError,
+    ObjectNotFoundError,
+    OfflineWarning,
+    S3bpError,
+    SerializationError,
+    StateError,
+)
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
 from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
 from .remote import Body, Connections, Wire
@@ -478,6 +487,8 @@ class Store:
         with self._lock:
             queue, db = self._queue, self._db
             self._queue = self._db = None
+        if os.getpid() != self._pid:
+            return  # a forked child: the queue, its threads and its locks are the parent's
         if queue is not None:
             atexit.unregister(self._at_exit)
             queue.close()
@@ -486,12 +497,16 @@ class Store:
             db.close()
 
     def _at_exit(self) -> None:
-        """At interpreter exit: wait for pending uploads, saying so if it takes a while."""
+        """At interpreter exit: wait for pending uploads or hand them over, as the ``on_exit`` setting says."""
         if os.getpid() != self._pid or self._queue is None:
             return  # a forked child does not own its parent's uploads
         from .handoff import close_at_exit
 
-        close_at_exit(self._queue, self.settings(), self.config.path, self.state_dir)
+        try:
+            settings = self.settings()
+        except S3bpError:  # the config file broke meanwhile: the settings seen last still say what to do
+            settings = self._seen_settings or _config.validate({}, str(self.config.path))
+        close_at_exit(self._queue, settings, self.config.path, self.state_dir)
 
     def __enter__(self) -> Store:
         return self

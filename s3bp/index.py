@@ -535,7 +535,7 @@ class StateDB:
 
     @_guarded
     def newest_upload(self, endpoint: str, bucket: str, key: str) -> int:
-        """The save time (ns) of the newest recorded upload of an object, or 0."""
+        """The save sequence number of the newest recorded upload of an object, or 0 (the ``saved_ns`` column keeps its 0.2 name)."""
         rows = self._query(
             "SELECT max(saved_ns) FROM records WHERE bucket = ? AND key = ? AND endpoint = ?", (bucket, key, endpoint)
         )

@@ -12,12 +12,28 @@ import errno
 import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+
+#: Locks holding a descriptor: a forked child closes its copies (a flock belongs to the open file,
+#: so a child that kept one would keep its parent's lock alive after the parent is gone).
+_held: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_inherited() -> None:
+    """In a forked child: close the descriptors of every lock inherited from the parent (the parent keeps its locks)."""
+    for lock in list(_held):
+        lock._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
 
 
 class FileLock:
@@ -55,7 +71,15 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
+        _held.add(self)
         return True
+
+    def _forget(self) -> None:
+        """Close an inherited descriptor without unlocking (the lock is the parent's)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def release(self) -> None:
         """Give the lock up."""
@@ -98,13 +122,19 @@ class StripedLocks:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         _tighten(directory, 0o700)
         self._dir, self._prefix, self._stripes = os.fspath(directory), prefix, stripes
-        self._reset()
-
-    def _reset(self) -> None:
-        """Fresh thread locks and no open files (also in a forked child, whose inherited files would share its parent's locks)."""
         self._pid = os.getpid()
         self._guards = [threading.Lock() for _ in range(self._stripes)]
         self._fds: dict[int, int] = {}
+        _held.add(self)
+
+    def _forget(self) -> None:
+        """In a forked child: close the inherited lock files (never unlocking: the locks are the parent's) and start afresh."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._pid = os.getpid()
+        self._guards = [threading.Lock() for _ in range(self._stripes)]
 
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[None]:
@@ -115,8 +145,6 @@ class StripedLocks:
             with FileLock(path):
                 yield
             return
-        if self._pid != os.getpid():
-            self._reset()
         with self._guards[stripe]:
             fd = self._fds.get(stripe)
             if fd is None:
@@ -130,9 +158,8 @@ class StripedLocks:
     def close(self) -> None:
         """Close the lock files (no lock may be held)."""
         fds, self._fds = self._fds, {}
-        if self._pid == os.getpid():
-            for fd in fds.values():
-                os.close(fd)
+        for fd in fds.values():
+            os.close(fd)
 
 
 def _open_lock_file(path: str) -> int:

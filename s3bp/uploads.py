@@ -401,7 +401,9 @@ class UploadQueue:
             with self._object_locks.hold("\n".join(entry.object_id)):
                 # A recorded upload at least as new means this save is already superseded (or done).
                 if self._db.newest_upload(*entry.object_id) < entry.seq:
-                    self._db.complete_upload(self._upload(entry), entry.id)  # drops the journal row too
+                    if not self._db.complete_upload(self._upload(entry), entry.id):  # drops the journal row too
+                        # Cannot happen under the object lock unless two paths share one object: say so.
+                        logger.warning("s3bp: a newer upload of s3://%s/%s was recorded while %s was uploading", entry.bucket, entry.key, entry.path)
                     completed = True
         except BaseException as exc:  # noqa: B036 - recorded and re-raised to waiters
             error = exc
@@ -439,7 +441,7 @@ class UploadQueue:
         finishes it.
         """
         entry = job.entry
-        if self._exiting and not isinstance(error, S3bpError):
+        if self._exiting:
             logger.info("s3bp: upload of %s stopped by the interpreter's exit; it stays journaled", entry.path)
             return
         message = f"{error}"
