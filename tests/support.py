@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import pickle
 import queue
@@ -42,6 +43,34 @@ def body(raw, bucket: str, key: str) -> bytes:
 def unpickled(raw, bucket: str, key: str) -> Any:
     """The object pickled at ``bucket``/``key``: ``pickle.loads(body(raw, bucket, key))``."""
     return pickle.loads(body(raw, bucket, key))
+
+
+@contextlib.contextmanager
+def umask(value: int) -> Iterator[None]:
+    """Run the block under umask ``value``, restoring the old one after."""
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def damage_pages(db: str | os.PathLike[str], *tables: str) -> None:
+    """Overwrite the pages of ``tables`` (and their indexes) in an SQLite file with garbage, checkpointed first; the rest stays sound."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        marks = ", ".join("?" * len(tables))
+        roots = [r for (r,) in conn.execute(f"SELECT rootpage FROM sqlite_master WHERE tbl_name IN ({marks})", tables)]
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    with open(db, "r+b") as fh:
+        for root in roots:
+            fh.seek((root - 1) * page)
+            fh.write(b"\xde\xad\xbe\xef" * (page // 4))
 
 
 class RequestLog:
@@ -450,28 +479,9 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-def _read_request(conn: socket.socket) -> bytes:
+def _read_request(conn: socket.socket) -> None:
     """Read one HTTP request (head and Content-Length body) from ``conn``."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    if b"expect: 100-continue" in head.lower():
-        return head  # answer before the body is sent, as S3 does on an early error
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
+    _read_rest(conn, _peek_head(conn))
 
 
 def _peek_head(conn: socket.socket) -> bytes:
@@ -486,7 +496,8 @@ def _peek_head(conn: socket.socket) -> bytes:
 
 
 def _read_rest(conn: socket.socket, head: bytes) -> None:
-    """Read the rest of a request whose first bytes are ``head`` (its Content-Length body)."""
+    """Read the rest of a request whose first bytes are ``head`` (its Content-Length body; none after Expect: 100-continue,
+    answered before the body is sent, as S3 does on an early error)."""
     top, _, body = head.partition(b"\r\n\r\n")
     length = 0
     for line in top.split(b"\r\n")[1:]:

@@ -204,3 +204,29 @@ def test_a_notebook_kernel_shut_down_normally_hands_over_and_everything_arrives(
     took = time.monotonic() - started
     assert took < 30, f"the notebook took {took:.1f} s to run and shut down"
     wait_for_count(raw, bucket, N, timeout=120)
+
+
+def test_one_uploader_at_a_time_and_status_names_it(tmp_path, isolated):
+    from s3bp.handoff import LOCK, PID, running
+    from s3bp.locks import FileLock
+
+    state = isolated / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    first = FileLock(state / LOCK)
+    assert first.acquire(blocking=False)  # an uploader at work (this process stands in for it)
+    (state / PID).write_text(str(os.getpid()))
+    try:
+        assert running(state) == os.getpid()
+        status = subprocess.run([sys.executable, "-m", "s3bp", "status"], capture_output=True, text=True, timeout=60)
+        assert f"a background uploader is running (pid {os.getpid()})" in status.stdout
+        second = subprocess.Popen(
+            [sys.executable, "-m", "s3bp.uploader", "--config", os.environ["S3BP_CONFIG"], "--state-dir", str(state)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(1.5)
+        assert second.poll() is None  # it waits for the first one
+    finally:
+        first.release()
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert "0 upload(s) taken over" in out and running(state) is None

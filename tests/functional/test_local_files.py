@@ -23,7 +23,7 @@ import pytest
 
 import s3bp
 
-from ..support import body
+from ..support import body, umask
 
 PROBE = 1024 * 1024  # a load GETs this much first; the rest comes in a second ranged GET
 
@@ -224,12 +224,9 @@ def test_a_symlink_planted_at_the_remote_copy_of_a_conflict_is_replaced_not_foll
 
 @pytest.fixture
 def umask_027():
-    """Run the test under umask 027 (new files 0640), restoring the old one after."""
-    old = os.umask(0o027)
-    try:
+    """Run the test under umask 027 (new files 0640)."""
+    with umask(0o027):
         yield
-    finally:
-        os.umask(old)
 
 
 def _mode(path: Path) -> int:

@@ -48,16 +48,40 @@ def test_a_slow_older_upload_of_another_process_never_lands_last(tmp_path, bucke
         s3bp.flush()
         """
     )
+    _b_saves_while_a_uploads(a, path, bucket, raw, proxy, wait, rule)
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["background", "wait"])
+def test_a_save_during_a_push_of_its_folder_wins(tmp_path, bucket, raw, proxy, wait):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "obj.pkl"
+    path.write_bytes(__import__("pickle").dumps("A: older"))
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    proxy.script("delay:2")  # process A's PUT of the pushed file is held two seconds
+    a = start_python(
+        f"""
+        import s3bp
+        report = s3bp.push({str(folder)!r}, wait=False)
+        print("saved" if report.uploaded else report.summary(), flush=True)
+        s3bp.flush()
+        """
+    )
+    _b_saves_while_a_uploads(a, path, bucket, raw, proxy, wait, "raise", key="data/obj.pkl")
+
+
+def _b_saves_while_a_uploads(a, path, bucket, raw, proxy, wait, rule, key="obj.pkl") -> None:
+    """This process (B) saves ``path`` while A's older upload of it is held by the proxy; B's must win everywhere."""
     assert a.stdout.readline().strip() == "saved"
     wait_for(lambda: proxy.connections >= 1)  # A's PUT is on its way, and held
     s3bp.save_object("B: newer", path, bucket, wait=wait, conflict=rule)
     s3bp.flush()
     out, err = a.communicate(timeout=60)
     assert a.returncode == 0, err
-    assert unpickled(raw, bucket, "obj.pkl") == "B: newer"
+    assert unpickled(raw, bucket, key) == "B: newer"
     fresh_store()
     assert s3bp.load_object(path, bucket) == "B: newer"
-    assert unpickled(raw, bucket, "obj.pkl") == "B: newer" and s3bp.pending_uploads() == []
+    assert unpickled(raw, bucket, key) == "B: newer" and s3bp.pending_uploads() == []
 
 
 def test_saves_from_two_threads_end_with_the_last_in_s3_and_on_disk(tmp_path, bucket, raw):
@@ -87,6 +111,7 @@ def test_a_clock_that_steps_back_never_drops_a_save(tmp_path, bucket, raw, monke
     with monkeypatch.context() as m:
         ahead = time.time_ns() + 3600 * 10**9
         m.setattr(time, "time_ns", lambda: ahead)  # this process runs with the clock an hour ahead
+        m.setattr(time, "time", lambda: ahead / 1e9)
         s3bp.save_object("v1, clock ahead", path, bucket, wait=True)
         fresh_store()
     s3bp.save_object("v2, clock corrected", path, bucket, wait=True)  # a later process, the clock stepped back

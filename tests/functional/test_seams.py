@@ -10,12 +10,13 @@ from s3bp.errors import AccessDeniedError, InvalidPathError, S3bpError, UploadEr
 from ..support import body
 
 
-def test_push_honours_upload_args_like_save(machine, raw, bucket):
+@pytest.mark.parametrize("operation", ["push", "sync"])
+def test_folder_uploads_honour_upload_args_like_save(machine, raw, bucket, operation):
     m = machine("a", bucket=bucket, upload_args={"ContentType": "text/plain", "Metadata": {"team": "data"}})
     m.write("notes.txt", "pushed")
     m.store.save_object("saved", m.dir / "saved.pkl")
     m.store.flush()
-    assert m.store.push(m.dir).uploaded == [str(m.dir / "notes.txt")]
+    assert getattr(m.store, operation)(m.dir).uploaded == [str(m.dir / "notes.txt")]
     for key in ("data/notes.txt", "data/saved.pkl"):
         head = raw.head_object(Bucket=bucket, Key=key)
         assert head["ContentType"] == "text/plain" and head["Metadata"] == {"team": "data"}

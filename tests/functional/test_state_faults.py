@@ -16,7 +16,6 @@ import contextlib
 import glob
 import os
 import pickle
-import sqlite3
 import stat
 import subprocess
 import uuid
@@ -28,6 +27,8 @@ import pytest
 import s3bp
 from s3bp import cli
 from s3bp.errors import S3bpError
+
+from ..support import damage_pages, umask
 
 
 def fresh_store() -> None:
@@ -125,21 +126,6 @@ def spool_files(state: Path) -> dict[str, bytes]:
     """The snapshots in the spool, by name."""
     spool = state / "spool"
     return {n: (spool / n).read_bytes() for n in os.listdir(spool)} if spool.is_dir() else {}
-
-
-def damage_pages(db: Path, *tables: str) -> None:
-    """Overwrite the pages of ``tables`` (and their indexes) with garbage; the rest of the file is left sound."""
-    conn = sqlite3.connect(db)
-    try:
-        roots = [r for (r,) in conn.execute(f"SELECT rootpage FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(tables))})", tables)]
-        page = conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    with open(db, "r+b") as fh:
-        for root in roots:
-            fh.seek((root - 1) * page)
-            fh.write(b"\xde\xad\xbe\xef" * (page // 4))
 
 
 # -- 5: a full disk ---------------------------------------------------------------------------------
@@ -370,12 +356,9 @@ def test_the_cli_reports_a_state_problem_in_one_line(tmp_path, monkeypatch, caps
 
 @pytest.fixture
 def open_umask():
-    """Run under umask 000 (a file is 0666 unless its creator says otherwise), restoring the old one after."""
-    old = os.umask(0)
-    try:
+    """Run under umask 000 (a file is 0666 unless its creator says otherwise)."""
+    with umask(0):
         yield
-    finally:
-        os.umask(old)
 
 
 def _modes(root: Path) -> dict[str, str]:

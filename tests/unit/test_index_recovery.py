@@ -25,6 +25,8 @@ from s3bp.freshness import SyncRecord
 from s3bp.index import JournalEntry, StateDB, disk_error, open_state
 from s3bp.locks import FileLock, StripedLocks
 
+from ..support import damage_pages
+
 
 def _record(path: str, saved_ns: int = 0) -> SyncRecord:
     return SyncRecord(path=path, endpoint="http://e", bucket="b", key=os.path.basename(path), etag='"e"', size=1, mtime_ns=1,
@@ -45,21 +47,6 @@ def _journal(db: StateDB, state, name: str, payload: bytes = b"snapshot") -> Jou
 def _asides(state) -> list[str]:
     """The damaged databases set aside in ``state`` (not their -wal and -shm files)."""
     return [p for p in glob.glob(str(state / "state.sqlite3.damaged-*")) if not p.endswith(("-wal", "-shm"))]
-
-
-def _damage(path, *tables: str) -> None:
-    """Overwrite the pages of ``tables`` (and their indexes) with garbage, in the database file itself (checkpointed first)."""
-    conn = sqlite3.connect(path)
-    try:
-        roots = [r for (r,) in conn.execute(f"SELECT rootpage FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(tables))})", tables)]
-        page = conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    with open(path, "r+b") as fh:
-        for root in roots:
-            fh.seek((root - 1) * page)
-            fh.write(os.urandom(page))
 
 
 @pytest.fixture
@@ -102,7 +89,7 @@ def test_readable_journal_rows_are_restored_and_the_sequence_continues(state, ca
     db.put_records([_record(f"/data/r{n}", saved_ns=n) for n in range(500)])
     db.close()
     spool_before = sorted(os.listdir(state / "spool"))
-    _damage(state / "state.sqlite3", "records")
+    damage_pages(state / "state.sqlite3", "records")
     db = StateDB(state / "state.sqlite3")
     try:
         assert [e.id for e in db.entries()] == [e.id for e in kept]
@@ -120,7 +107,7 @@ def test_unreadable_journal_rows_leave_their_snapshots_linked_where_the_message_
     db = StateDB(state / "state.sqlite3")
     entries = [_journal(db, state, f"f{n}.pkl", b"payload %d" % n) for n in range(2)]
     db.close()
-    _damage(state / "state.sqlite3", "journal")
+    damage_pages(state / "state.sqlite3", "journal")
     db = StateDB(state / "state.sqlite3")
     db.close()
     err = capsys.readouterr().err
@@ -178,7 +165,7 @@ def test_a_damaged_database_another_process_has_open_is_left_alone(state, capsys
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "open"
-        _damage(path, "records")
+        damage_pages(path, "records")
         db = StateDB(path)
         try:
             assert not db.writable and "another program" in (db.problem or "")
@@ -200,7 +187,7 @@ def test_a_damaged_database_another_store_of_this_process_has_open_is_left_alone
     first = StateDB(path)
     first.put_record(_record("/data/a"))
     try:
-        _damage(path, "records")
+        damage_pages(path, "records")
         second = StateDB(path)
         assert not second.writable and not _asides(state)
         second.close()
@@ -214,7 +201,7 @@ def test_damage_met_in_use_is_a_state_error_and_the_next_open_checks_every_page(
     db = StateDB(path)
     db.put_records([_record(f"/data/r{n}") for n in range(200)])
     db.close()
-    _damage(path, "records")
+    damage_pages(path, "records")
     db = StateDB(path)  # the journal is sound: opens
     with pytest.raises(StateError, match="damaged") as caught:
         db.record("/data/r1")

@@ -10,17 +10,16 @@ import pytest
 from s3bp.freshness import SyncRecord
 from s3bp.index import StateDB
 
+from ..support import umask
+
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
 
 @pytest.fixture
 def umask_022():
-    """Run the test under the common umask 022 (files 0644 by default), restoring the old one after."""
-    old = os.umask(0o022)
-    try:
+    """Run the test under the common umask 022 (files 0644 by default)."""
+    with umask(0o022):
         yield
-    finally:
-        os.umask(old)
 
 
 def _mode(path) -> int:
