@@ -36,8 +36,9 @@ from .errors import (
     StateError,
 )
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
-from .localfiles import ANY, Placement, local_stat, refuse_directory, set_aside
-from .remote import Body, Connections, Wire
+from .localfiles import Placement, local_stat, refuse_directory, set_aside
+from .receiving import download, receive
+from .remote import Connections, Wire
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class Store:
 
     def _resolve(self, data: dict[str, Any], filepath: Any, bucket_name: str | None = None, namekey: bool | None = None) -> paths.Resolution:
         """Resolve with settings already read (``self._mappings`` belongs to them)."""
-        return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket_name, bool(namekey))
+        return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
 
     def client(self) -> Any:
         """The boto3 S3 client for the configured profile, region and endpoint."""
@@ -130,21 +131,13 @@ class Store:
                     import concurrent.futures.thread  # noqa: F401 - imported during interpreter exit it would fail
 
                     from .handoff import hand_over_on_sigterm
-                    from .index import disk_error, private_dir
-                    from .uploads import Owner, UploadQueue
+                    from .index import disk_error
+                    from .uploads import UploadQueue
 
                     if not db.writable:  # before anything is written anywhere
                         raise StateError(db.problem or f"s3bp cannot write its state directory {self.state_dir}.")
-                    max_workers = self.settings()["max_workers"]
                     try:
-                        for sub in ("owners", "spool", "locks"):
-                            private_dir(self.state_dir / sub)
-                        owner = Owner(self.state_dir / "owners")
-                        try:
-                            queue = UploadQueue(db, self.state_dir / "spool", owner, self._upload_entry, max_workers)
-                        except BaseException:
-                            owner.release(remove=True)
-                            raise
+                        queue = UploadQueue.open(self.state_dir, db=db, upload=self._upload_entry, max_workers=self.settings()["max_workers"])
                         self._queue = queue
                         atexit.register(self._at_exit)
                         hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
@@ -183,7 +176,9 @@ class Store:
                         f"Could not save {res.path}: the serializer wrote no file at the path it was given ({place.tmp}). "
                         f"A serializer must write to exactly that path."
                     )
-                fut = self._journal(data, res.path, res.bucket, res.key, place.tmp, options, wait, placed=place.commit)
+                fut = self._journal(
+                    data, path=res.path, bucket=res.bucket, key=res.key, source=place.tmp, options=options, wait=wait, placed=place.commit
+                )
         except OSError as exc:  # the user's directory (full, read-only) or the state directory
             raise disk_error(exc, state_dir=self.state_dir, target=res.path, doing="save", default="local") from exc
         return _finish(fut, wait)
@@ -198,7 +193,8 @@ class Store:
         options = self._options(data, conflict, extra_args)
         if not os.path.isfile(res.path):
             raise ObjectNotFoundError(f"Cannot upload {res.path}: no such file.")
-        return _finish(self._journal(data, res.path, res.bucket, res.key, res.path, options, wait), wait)
+        fut = self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=wait)
+        return _finish(fut, wait)
 
     def _options(self, data: dict[str, Any], conflict: str | None, extra_args: dict[str, Any] | None) -> UploadOptions:
         """The conflict rule and upload arguments of a save, upload or push (config, then the call's)."""
@@ -207,7 +203,7 @@ class Store:
         return UploadOptions.build(data, conflict, extra_args, allowed=remote.allowed_upload_args, source=str(self.config.path))
 
     def _journal(
-        self, data: dict[str, Any], path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
+        self, data: dict[str, Any], *, path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
         _, queue = self._state()
@@ -315,7 +311,7 @@ class Store:
                 db.touch(res.path, time.time(), best_effort=True)  # a read-only state directory: the load still works
             elif verdict is Verdict.DOWNLOAD:
                 try:
-                    received = self._receive(wire, res.path, res.bucket, res.key, outcome)
+                    received = receive(wire, res.path, res.bucket, res.key, outcome)
                 except OSError as exc:  # the local disk (full, read-only): the old file is kept
                     from .index import disk_error
 
@@ -325,28 +321,6 @@ class Store:
             how = {Step.USE_LOCAL: " (no request)"}.get(plan.step, " (S3 answered 304)") if verdict is Verdict.LOCAL_CURRENT else ""
             print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {verdict.value}{how}")
         return res.path
-
-    def _download(self, wire: Wire, path: str, bucket: str, key: str, *, target: str | None = None, expect: Any = ANY) -> SyncRecord:
-        """Download the object unconditionally (see :meth:`_receive`); for folder operations."""
-        first = wire.get(bucket, key)
-        if not isinstance(first, Body):
-            raise ObjectNotFoundError(f"Cannot download s3://{bucket}/{key}: no such object in S3.")
-        return self._receive(wire, path, bucket, key, first, target=target, expect=expect, progress=False)
-
-    @staticmethod
-    def _receive(
-        wire: Wire, path: str, bucket: str, key: str, first: Body, *, target: str | None = None, expect: Any = ANY, progress: bool | None = None
-    ) -> SyncRecord:
-        """Fetch the object beside ``target`` (default ``path``) and move it into place; return its sync record.
-
-        With ``expect``, a target that no longer matches it is kept and
-        :class:`~s3bp.errors.ConflictError` raised.
-        """
-        target = path if target is None else target
-        with Placement(target, expect=expect) as place:
-            part_size = wire.fetch(first, bucket, key, place.tmp, progress=progress)
-            stat = place.commit(mtime=first.last_modified)
-        return SyncRecord(target, wire.endpoint, bucket, key, first.etag, stat.size, stat.mtime_ns, time.time(), part_size=part_size)
 
     # -- the queue, folders and conflicts ----------------------------------------
 
@@ -416,8 +390,10 @@ class Store:
         options = self._options(data, None, None)
         return FolderOps(
             mappings=dict(self._mappings), endpoint=wire.endpoint, db=db, workers=data["max_workers"],
-            resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(self._download, wire),
-            delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(data, path, bucket, key, path, options, wait),
+            resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(download, wire),
+            delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
+                data, path=path, bucket=bucket, key=key, source=path, options=options, wait=wait
+            ),
         )  # fmt: skip
 
     def push(
@@ -455,12 +431,13 @@ class Store:
         if keep == "local":
             if not os.path.isfile(res.path):
                 raise ObjectNotFoundError(f"Cannot keep the local version of {res.path}: no such file.")
-            self._journal(data, res.path, res.bucket, res.key, res.path, self._options(data, "overwrite", None), True).result()
+            options = self._options(data, "overwrite", None)
+            self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=True).result()
             return
         db, queue = self._state()
         queue.drop_idle(db.entries_of(res.path))
         set_aside(res.path, ".s3bp-local")
-        db.put_record(self._download(self._wire(data), res.path, res.bucket, res.key))
+        db.put_record(download(self._wire(data), res.path, res.bucket, res.key))
 
     # -- configuration ----------------------------------------------------------
 

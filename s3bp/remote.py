@@ -91,6 +91,7 @@ class Head:
     etag: str
     size: int
     last_modified: float
+    encrypted: bool = False
 
 
 @dataclass(frozen=True)
@@ -305,9 +306,8 @@ class Wire:
             return NotModified()
         if seen.code:
             return Missing()
-        encrypted = str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(resp.get("SSECustomerAlgorithm"))
         last_modified = resp["LastModified"].timestamp()
-        return Body(resp["ETag"], _object_size(resp), last_modified, encrypted, resp["Body"], ranged=bool(resp.get("ContentRange")))
+        return Body(resp["ETag"], _object_size(resp), last_modified, _encrypted(resp), resp["Body"], ranged=bool(resp.get("ContentRange")))
 
     def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> int:
         """Write the whole object whose first bytes are ``body`` to the file ``dest``, checked.
@@ -445,8 +445,11 @@ class Wire:
                 # The interpreter began exiting mid-upload: its thread pools now refuse
                 # work ("cannot schedule new futures"), so send the parts from this thread.
                 self._transfer(threaded=False).upload(source, bucket, key, extra_args=extra).result()
-            head = self.client.head_object(Bucket=bucket, Key=key)
-            return Replaced(head["ETag"]) if _not_ours(head, source, size) else Stored(head["ETag"])
+            head = self.head(bucket, key)
+            if not isinstance(head, Head):
+                return Replaced("")  # deleted right after our parts landed
+            # This ETag came from a HEAD after the upload: another writer's version may have replaced ours meanwhile.
+            return Replaced(head.etag) if holds(head, source, size) is False else Stored(head.etag)
         return Refused(seen.code)
 
     def honours_conditions(self, bucket: str, beside: str) -> bool:
@@ -471,7 +474,7 @@ class Wire:
         """The object's ETag, size and LastModified, or :class:`Missing`."""
         with _errors("check", bucket, key, expected=_MISSING_CODES) as seen:
             resp = self.client.head_object(Bucket=bucket, Key=key)
-            return Head(resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp())
+            return Head(resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp(), _encrypted(resp))
         assert seen.code
         return Missing()
 
@@ -651,19 +654,18 @@ def _copy(body: Any, out: Any, digest: Any = None) -> None:
             digest.update(chunk)
 
 
-def _not_ours(head: dict[str, Any], source: str, size: int) -> bool:
-    """Whether the object a HEAD just after our upload in parts describes is surely not the file ``source`` we sent.
+def holds(head: Head, source: str, size: int) -> bool | None:
+    """Whether the object ``head`` describes holds exactly the bytes of the file ``source`` (``size`` bytes).
 
-    Another writer may have replaced it in between. Its size tells, or its
-    ETag where that is an MD5 (one part) or AWS's MD5 of part MD5s; the ETag of
-    an encrypted object, or in another form, cannot tell and is taken as ours.
+    True or False where its size or its ETag tells: an MD5 (one part) or AWS's
+    MD5 of part MD5s (in s3transfer's part size, as s3bp, boto3 and the AWS
+    CLI upload); None where it cannot (an encrypted object's ETag, or one in
+    another form).
     """
-    if int(head["ContentLength"]) != size:
-        return True
-    encrypted = str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(head.get("SSECustomerAlgorithm"))
-    etag = head["ETag"]
-    if encrypted or (md5_of_etag(etag) is None and etag_parts(etag) is None):
+    if head.size != size:
         return False
+    if head.encrypted or (md5_of_etag(head.etag) is None and etag_parts(head.etag) is None):
+        return None
     whole = hashlib.md5(usedforsecurity=False)
 
     def chunks() -> Iterator[bytes]:
@@ -673,7 +675,12 @@ def _not_ours(head: dict[str, Any], source: str, size: int) -> bool:
                 yield chunk
 
     parts = multipart_etag(chunks(), _upload_part_size(size)).strip('"')
-    return etag.strip('"').lower() not in (parts, whole.hexdigest())
+    return head.etag.strip('"').lower() in (parts, whole.hexdigest())
+
+
+def _encrypted(resp: dict[str, Any]) -> bool:
+    """Whether an answer describes an object encrypted with SSE-KMS or SSE-C (its ETag is then no MD5)."""
+    return str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(resp.get("SSECustomerAlgorithm"))
 
 
 def _check_length(where: str, what: str, got: int, want: int) -> None:

@@ -15,7 +15,7 @@ from . import remote
 from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
 from .errors import S3bpError
 from .freshness import SyncRecord, record_of
-from .remote import Head, Refused, Replaced, Stored, Wire
+from .remote import Head, Refused, Replaced, Stored, Wire, holds
 from .uploads import UploadOptions
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
     if not isinstance(outcome, Stored):
         assert record is not None
         head = wire.head(entry.bucket, entry.key)
+        if isinstance(head, Head) and holds(head, entry.spool, entry.size):
+            # S3 holds exactly this save's bytes: an earlier attempt of it landed (its answer was lost, or the
+            # process was killed before recording it). That is no conflict.
+            return _record(entry, head.etag)
         latest = db.record(entry.path)
         current, newest = head.etag if isinstance(head, Head) else None, db.newest_upload(*entry.object_id)
         refusal = after_refusal(record=record, current_etag=current, latest=latest, newest_upload=newest, seq=entry.seq)
@@ -56,8 +60,13 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
                 path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created,
                 changed_at=head.last_modified if isinstance(head, Head) else None, synced_at=record.verified_at,
             )  # fmt: skip
+    return _record(entry, outcome.etag)
+
+
+def _record(entry: JournalEntry, etag: str) -> SyncRecord:
+    """The sync record of an uploaded entry: S3 holds ``etag``, the file holds the snapshot's version."""
     return SyncRecord(
-        path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=outcome.etag,
+        path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=etag,
         size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq,
     )  # fmt: skip
 

@@ -242,6 +242,20 @@ class UploadQueue:
         self._path_locks, self._object_locks = StripedLocks(locks_dir, "path"), StripedLocks(locks_dir, "object")
         sweep_spool(db, spool_dir)  # snapshots left by processes killed between their copy and their journal row
 
+    @classmethod
+    def open(cls, state_dir: Path, *, db: StateDB, upload: Callable[[JournalEntry], SyncRecord], max_workers: int) -> UploadQueue:
+        """The queue of a state directory: its private ``owners``, ``spool`` and ``locks`` directories, and this process's claim."""
+        from .index import private_dir
+
+        for sub in ("owners", "spool", "locks"):
+            private_dir(state_dir / sub)
+        owner = Owner(state_dir / "owners")
+        try:
+            return cls(db, state_dir / "spool", owner, upload, max_workers)
+        except BaseException:
+            owner.release(remove=True)
+            raise
+
     # -- submitting --------------------------------------------------------
 
     def spool_path(self, entry_id: str) -> Path:
@@ -295,7 +309,8 @@ class UploadQueue:
         wait
             Whether the caller waits (a background failure is then not printed).
         placed
-            Called once the save is journaled; if it raises, the save is dropped.
+            Moves the new version into place, after the snapshot is taken and before the row is
+            written; if it raises, nothing is journaled.
         """
         with self._path_locks.hold(path):
             entry = self._journal_one(path, source, options, placed, bucket=bucket, key=key, endpoint=endpoint, profile=profile, region=region)
@@ -305,7 +320,14 @@ class UploadQueue:
         return fut
 
     def _journal_one(self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, **where: Any) -> JournalEntry:
-        """Snapshot, journal row and placement of one save; undone whole on failure."""
+        """Snapshot, placement, then journal row of one save.
+
+        The new version is moved into place before its row is written: a
+        process killed in between leaves the newest version on disk (a load
+        uses it, a later save or push uploads it), never a journaled version
+        that the file on disk does not have, which a load could not tell from
+        a current copy within S3's whole second.
+        """
         st = os.stat(source)
         entry = self.new_entry(
             path=path,
@@ -317,17 +339,12 @@ class UploadQueue:
         )
         try:
             make_snapshot(source, entry.spool)
-            entry = self._db.add_entry(entry)
+            if placed is not None:
+                placed()
+            return self._db.add_entry(entry)
         except BaseException:
             remove(entry.spool)
             raise
-        if placed is not None:
-            try:
-                placed()
-            except BaseException:
-                self._discard(entry)
-                raise
-        return entry
 
     def _enqueue(self, job: _Job) -> None:
         """Place a journaled job in its object's slot, superseding older saves."""

@@ -132,3 +132,50 @@ def test_a_state_database_of_0_2_continues_above_its_wall_clock_sequence(tmp_pat
         conn.execute("DELETE FROM counters")
     s3bp.save_object("v2", path, bucket, wait=True)
     assert unpickled(raw, bucket, "obj.pkl") == "v2"
+
+
+def test_an_upload_that_landed_but_was_never_recorded_is_no_conflict(tmp_path, bucket, raw):
+    path = tmp_path / "obj.pkl"
+    s3bp.save_object("v1", path, bucket, wait=True)
+    s3bp.save_object("v2", path, bucket, wait=True)  # a sync record: later saves carry IfMatch
+    fresh_store()
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import os, signal, s3bp, s3bp.index
+            # killed after S3 stored the PUT, before the journal row is marked done (or: the PUT's answer was lost)
+            s3bp.index.StateDB.complete_upload = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+            s3bp.save_object("v3", {str(path)!r}, {bucket!r}, wait=True)
+            """
+        )],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == -9 and unpickled(raw, bucket, "obj.pkl") == "v3"
+    s3bp.flush()  # the next process: S3 already holds exactly this save's bytes
+    assert s3bp.pending_uploads() == []
+    s3bp.save_object("v4", path, bucket, wait=True)
+    assert unpickled(raw, bucket, "obj.pkl") == "v4"
+
+
+@pytest.mark.parametrize("where", ["s3bp.localfiles.Placement.commit", "s3bp.index.StateDB.add_entry"])
+def test_a_save_killed_half_way_never_leaves_a_stale_load(tmp_path, bucket, raw, where):
+    path = tmp_path / "obj.pkl"
+    s3bp.save_object("v1", path, bucket, wait=True)
+    fresh_store()
+    module, cls, attr = where.rsplit(".", 2)
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import os, signal, s3bp, {module}
+            setattr({module}.{cls}, {attr!r}, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
+            s3bp.save_object("v2", {str(path)!r}, {bucket!r}, wait=True)
+            """
+        )],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == -9
+    s3bp.flush()
+    on_disk = s3bp.load_object(path, bucket)
+    in_s3 = unpickled(raw, bucket, "obj.pkl")
+    # the save never returned: either version may stand, but a load never serves an older one than S3 holds
+    assert on_disk == "v2" or in_s3 == on_disk == "v1"
