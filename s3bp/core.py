@@ -28,6 +28,7 @@ from . import paths, remote
 from .errors import (
     EndpointError,
     InvalidArgumentError,
+    LocalFileError,
     NoBucketError,
     ObjectNotFoundError,
     OfflineWarning,
@@ -36,7 +37,7 @@ from .errors import (
     StateError,
 )
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
-from .localfiles import Placement, local_stat, refuse_directory, set_aside
+from .localfiles import LOCAL_SUFFIX, Placement, local_stat, refuse_directory, set_aside, sidecar
 from .receiving import download, receive
 from .remote import Connections, Wire
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
@@ -167,7 +168,7 @@ class Store:
             with Placement(res.path) as place:
                 try:
                     write(obj, place.tmp)
-                except BaseException as exc:
+                except Exception as exc:  # KeyboardInterrupt and SystemExit pass as they are
                     if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:  # the disk, not the serializer
                         raise disk_error(exc, state_dir=self.state_dir, target=res.path, doing="save", default="local") from exc
                     raise SerializationError(f"Could not save {res.path}: the serializer raised {exc!r}. Nothing was written.") from exc
@@ -435,9 +436,19 @@ class Store:
             self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=True).result()
             return
         db, queue = self._state()
+        aside = sidecar(res.path, LOCAL_SUFFIX)
+        try:
+            moved = set_aside(res.path, aside)
+            try:
+                record = download(self._wire(data), res.path, res.bucket, res.key)
+            except BaseException:
+                if moved and not os.path.exists(res.path):
+                    os.replace(aside, res.path)  # theirs did not arrive: yours goes back, still journaled
+                raise
+        except OSError as exc:
+            raise LocalFileError(exc.errno, f"Cannot take S3's version of {res.path}: {exc.strerror or exc}. Nothing was changed.") from exc
         queue.drop_idle(db.entries_of(res.path))
-        set_aside(res.path, ".s3bp-local")
-        db.put_record(download(self._wire(data), res.path, res.bucket, res.key))
+        db.put_record(record)
 
     # -- configuration ----------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
-from .localfiles import file_md5, from_stat, local_stat
+from .localfiles import file_md5, from_stat, local_stat, sidecar
 from .progress import bar
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts
 
@@ -317,7 +317,7 @@ def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileS
 
     def fetch(f: FileState, beside: bool) -> int:
         if beside:  # NAME.s3bp-remote is s3bp's own file: overwrite whatever it holds
-            rec = ops.download(f.path, f.bucket, f.key, target=f.path + REMOTE_SUFFIX)
+            rec = ops.download(f.path, f.bucket, f.key, target=sidecar(f.path, REMOTE_SUFFIX))
         else:  # only if the local file is still as surveyed, or now holds these very bytes (e.g. another pull placed them)
             rec = ops.download(f.path, f.bucket, f.key, expect=f.local)
             received.append(rec)

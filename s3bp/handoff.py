@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .locks import FileLock
+from .locks import FileLock, open_own
 
 if TYPE_CHECKING:
     from .uploads import UploadQueue
@@ -54,7 +54,7 @@ def spawn(config: str | os.PathLike[str], state_dir: str | os.PathLike[str], aft
     cmd = [sys.executable, "-m", "s3bp.uploader", "--config", os.fspath(config), "--state-dir", os.fspath(state)]
     cmd += ["--after-pid", str(os.getpid() if after_pid is None else after_pid)]
     try:
-        fd = os.open(state / _LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_own(state / _LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
         finally:

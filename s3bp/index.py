@@ -684,9 +684,9 @@ class StateDB:
         return [r[0] for r in self._query("SELECT DISTINCT owner FROM journal")]
 
     @_guarded
-    def adopt(self, old_owner: str, new_owner: str) -> int:
-        """Move every entry of ``old_owner`` to ``new_owner``; return how many."""
-        return self._write("UPDATE journal SET owner = ? WHERE owner = ?", (new_owner, old_owner))
+    def adopt(self, old_owner: str, new_owner: str, pid: int) -> int:
+        """Move every entry of ``old_owner`` to ``new_owner``, the process ``pid``; return how many."""
+        return self._write("UPDATE journal SET owner = ?, pid = ? WHERE owner = ?", (new_owner, pid, old_owner))
 
     @_guarded
     def record(self, path: str) -> SyncRecord | None:

@@ -49,7 +49,9 @@ _KEEP_SUFFIXES = 64  # bytes of trailing suffixes (".csv.gz") kept whole when a 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 # .s3bp-<pid>.<host tag><random>-NAME, or the 0.2 form .s3bp-<random>-NAME (no owner: stale by age only)
 _TEMP = re.compile(r"\.s3bp-(?:(\d+)\.([0-9a-f]{6})[0-9a-f]{6}|[0-9a-f]{8})-.")
-_SIDECARS = (REMOTE_SUFFIX, ".s3bp-local")  # s3bp's own files beside the user's: a link there is replaced
+#: The suffix of the local side of a conflict settled in favour of S3.
+LOCAL_SUFFIX = ".s3bp-local"
+_SIDECARS = (REMOTE_SUFFIX, LOCAL_SUFFIX)  # s3bp's own files beside the user's: a link there is replaced
 
 
 def from_stat(st: os.stat_result) -> LocalStat:
@@ -262,16 +264,18 @@ def shorten(name: str, room: int) -> str:
 def temp_is_stale(name: str, changed: float, now: float, *, alive: Callable[[int], bool] | None = None, host: str = _HOST) -> bool:
     """Whether the entry ``name``, whose status last changed at ``changed``, is an s3bp temp file left by no live operation.
 
-    Stale: older than :data:`STALE_AFTER`, or made on this host by a process
-    that is gone. A temp file of another host is judged by age only.
+    Stale: made on this host by a process that is gone (whatever its age: a
+    live process's temp file is never taken, even by a process whose clock
+    runs ahead); of another host, or named by an older version, when older
+    than :data:`STALE_AFTER`.
     """
     match = _TEMP.match(name)
     if match is None:
         return False
-    if now - changed > STALE_AFTER:
-        return True
     pid, tag = match.group(1), match.group(2)
-    return pid is not None and tag == host and not (alive or pid_alive)(int(pid))
+    if pid is not None and tag == host:
+        return not (alive or pid_alive)(int(pid))
+    return now - changed > STALE_AFTER
 
 
 def pid_alive(pid: int) -> bool:
@@ -375,7 +379,16 @@ def _keep_mode(tmp: str, st: os.stat_result, dest: str, new_mode: int) -> None:
         os.chmod(tmp, mode)
 
 
-def set_aside(path: str, suffix: str) -> None:
-    """Move ``path`` to ``path + suffix`` (replacing what was there), if it exists."""
-    if os.path.exists(path):
-        os.replace(path, path + suffix)
+def sidecar(path: str, suffix: str) -> str:
+    """The path of s3bp's own file beside ``path``: ``NAME`` + ``suffix``, NAME shortened in the middle if that is too long."""
+    head, name = os.path.split(path)
+    return os.path.join(head, shorten(name, _NAME_MAX - len(os.fsencode(suffix))) + suffix)
+
+
+def set_aside(path: str, aside: str) -> bool:
+    """Move ``path`` to ``aside`` (replacing what was there); whether there was anything to move."""
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return False
+    return True

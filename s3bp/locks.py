@@ -162,15 +162,26 @@ class StripedLocks:
             os.close(fd)
 
 
+def open_own(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """Open one of s3bp's own files with ``flags``, never through a symlink: one planted at its name is removed first."""
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)  # a symlink where s3bp keeps its own file: replaced, never followed
+    return os.open(path, flags, mode)
+
+
 def _open_lock_file(path: str) -> int:
     """Open (creating, 0600 whatever the umask) a lock file; read-only when it exists on a read-only file system.
 
     ``flock`` works on a descriptor opened for reading, so a lock can still be
     taken (e.g. to tell whether a journal's owner is alive) where nothing can be written.
     """
-    flags = os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, os.O_RDWR | flags, 0o600)
+        fd = open_own(path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         if exc.errno not in (errno.EROFS, errno.EACCES) or not os.path.exists(path):
             raise

@@ -151,7 +151,7 @@ def deserialize(read: Deserializer, path: str) -> Any:
     """Read a loaded file with ``read``, wrapping a failure in :class:`SerializationError`."""
     try:
         return read(path)
-    except BaseException as exc:
+    except Exception as exc:  # KeyboardInterrupt and SystemExit pass as they are
         raise SerializationError(
             f"Could not load {path}: the deserializer raised {exc!r}. The file is left in place; "
             f"check that it was saved in the format you are reading it with."

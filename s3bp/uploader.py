@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .handoff import LOCK, PID, WAIT_FOR_EXIT
-from .locks import FileLock
+from .locks import FileLock, open_own
 
 
 def _alive(pid: int) -> bool:
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     while args.after_pid and _alive(args.after_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     with FileLock(state / LOCK):  # one uploader at a time: a second one waits, then finds the work done
-        fd = os.open(state / PID, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_own(state / PID, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "w") as pidfile:
             pidfile.write(str(os.getpid()))
         from .core import Store

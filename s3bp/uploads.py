@@ -525,7 +525,7 @@ class UploadQueue:
             if lock is None:
                 continue
             try:
-                adopted += self._db.adopt(token, self._owner.token)
+                adopted += self._db.adopt(token, self._owner.token, os.getpid())
                 try:
                     os.unlink(lock.lock_file)
                 except OSError:

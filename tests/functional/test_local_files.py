@@ -327,3 +327,38 @@ def test_a_conflict_of_a_sync_says_its_remote_copy_was_made(tmp_path, bucket, ma
     assert report.conflicts == [str(b.dir / "x.txt")]
     assert report.beside == [str(b.dir / "x.txt")] and b.read("x.txt.s3bp-remote") == "from a"
     assert b.store.push(b.dir).beside == []  # a push leaves the S3 side where it is
+
+
+def test_keep_remote_on_a_255_byte_name_moves_yours_aside_under_a_shorter_name(tmp_path, bucket, raw):
+    name = "r" * 251 + ".pkl"
+    path = tmp_path / name
+    s3bp.save_object("mine v1", path, bucket, wait=True)
+    raw.put_object(Bucket=bucket, Key=name, Body=__import__("pickle").dumps("theirs"))
+    with pytest.raises(s3bp.ConflictError):
+        s3bp.save_object("mine v2", path, bucket, wait=True)
+    s3bp.resolve_conflict(path, keep="remote", bucket_name=bucket)
+    assert s3bp.load_object(path, bucket) == "theirs" and s3bp.pending_uploads() == []
+    [aside] = [p for p in tmp_path.iterdir() if p.name.endswith(".s3bp-local")]
+    assert len(aside.name.encode()) <= 255 and __import__("pickle").loads(aside.read_bytes()) == "mine v2"
+
+
+def test_a_live_processs_temp_file_is_never_swept_whatever_the_clocks():
+    from s3bp.localfiles import STALE_AFTER, temp_is_stale, temp_name
+
+    name = temp_name("x.pkl", os.getpid(), "abcdef")
+    assert not temp_is_stale(name, changed=0.0, now=10 * STALE_AFTER)  # our own, however old it looks
+    dead = temp_name("x.pkl", 2**22 + 12345, "abcdef")
+    assert temp_is_stale(dead, changed=100.0, now=100.0, alive=lambda pid: False)
+
+
+def test_a_symlink_planted_at_the_uploaders_files_is_replaced_not_followed(tmp_path, isolated):
+    from s3bp.locks import open_own
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious")
+    planted = tmp_path / "uploader.pid"
+    planted.symlink_to(precious)
+    fd = open_own(planted, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, b"123")
+    os.close(fd)
+    assert precious.read_text() == "precious" and not planted.is_symlink() and planted.read_text() == "123"

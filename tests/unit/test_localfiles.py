@@ -60,10 +60,13 @@ def test_a_temp_file_of_a_process_that_is_gone_on_this_host_is_stale(dead_pid):
     assert not temp_is_stale(f".s3bp-{os.getpid()}.{HOST}abcdef-data.csv", NOW - 1, NOW)  # ours, alive
 
 
-def test_a_temp_file_of_a_live_process_or_of_another_host_is_stale_only_when_old():
-    for name, alive in [(f".s3bp-7.{HOST}abcdef-x", True), (f".s3bp-7.{OTHER_HOST}abcdef-x", False)]:
-        assert not temp_is_stale(name, NOW - 60, NOW, alive=lambda pid, a=alive: a)
-        assert temp_is_stale(name, NOW - STALE_AFTER - 1, NOW, alive=lambda pid, a=alive: a)
+def test_a_temp_file_of_a_live_process_is_never_stale_and_one_of_another_host_only_when_old():
+    live = f".s3bp-7.{HOST}abcdef-x"
+    assert not temp_is_stale(live, NOW - 60, NOW, alive=lambda pid: True)
+    assert not temp_is_stale(live, NOW - STALE_AFTER - 1, NOW, alive=lambda pid: True)  # a clock ahead cannot make it stale
+    foreign = f".s3bp-7.{OTHER_HOST}abcdef-x"
+    assert not temp_is_stale(foreign, NOW - 60, NOW, alive=lambda pid: False)
+    assert temp_is_stale(foreign, NOW - STALE_AFTER - 1, NOW, alive=lambda pid: False)
 
 
 def test_an_old_style_temp_name_has_no_owner_and_goes_by_age():
