@@ -154,9 +154,13 @@ class Placement:
         refuses with :class:`ConflictError` when the target no longer matches
         it, unless the target now holds exactly the new bytes.
 
-    :attr:`tmp` exists (empty) from the start, created exclusively. The
-    replaced file keeps its permission bits; a new one gets the umask's.
-    Use as a context manager: leaving it removes the temp file if it was not committed.
+    :attr:`tmp` is a path that does not exist yet, inside a private directory
+    made for this placement beside the target (``mkdir`` is exclusive and
+    follows no link): a serializer may create it as it likes, even exclusively,
+    and whatever else it writes there goes with the directory. Its name keeps
+    the target's suffixes. The replaced file keeps its permission bits; a new
+    one gets the umask's. Use as a context manager: leaving it removes the
+    directory and anything left in it.
     """
 
     def __init__(self, target: str, *, expect: object = ANY):
@@ -166,35 +170,31 @@ class Placement:
         head, name = os.path.split(self._dest)
         try:
             try:
-                self.tmp, st = _new_temp(head, name)
+                self._dir = _new_temp_dir(head, name)
             except (FileNotFoundError, NotADirectoryError):
                 check_file_target(self._dest)  # a missing parent directory: make it (or say why not), then try again
-                self.tmp, st = _new_temp(head, name)
+                self._dir = _new_temp_dir(head, name)
         except OSError as exc:
             raise OSError(exc.errno, f"Cannot write a new version of {target} in {head}: {exc.strerror or exc}") from exc
         sweep_once(head)
-        self._new_mode = stat_module.S_IMODE(st.st_mode)  # 0666 less the umask (or the directory's default ACL)
-        self._blank = (st.st_dev, st.st_ino)
+        self.tmp = os.path.join(self._dir, shorten(name, _NAME_MAX - _S3TRANSFER_ROOM))
         self._expect = expect
-        self._placed = False
 
     def __enter__(self) -> Placement:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._placed:
-            remove(self.tmp)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def written(self) -> bool:
-        """Whether something was written to :attr:`tmp` (it starts empty with mtime 0; writing or truncating sets it)."""
+        """Whether a file was written at :attr:`tmp`."""
         try:
-            st = os.stat(self.tmp)
-        except FileNotFoundError:
+            return stat_module.S_ISREG(os.lstat(self.tmp).st_mode)
+        except OSError:
             return False
-        return st.st_mtime_ns != 0 or (st.st_dev, st.st_ino) != self._blank
 
     def commit(self, mtime: float | None = None) -> LocalStat:
-        """Move the temp file into place, first setting its mtime to ``mtime`` if given; return the target's stat.
+        """Move the new version into place, first setting its mtime to ``mtime`` if given; return the target's stat.
 
         Raises
         ------
@@ -205,8 +205,10 @@ class Placement:
         if mtime is not None:
             stamp = int(mtime)
             os.utime(self.tmp, (stamp, stamp))
-        st = os.stat(self.tmp)
-        _keep_mode(self.tmp, st, self._dest, self._new_mode)
+        st = os.lstat(self.tmp)
+        if not stat_module.S_ISREG(st.st_mode):
+            raise ConflictError(f"The new version of {self.target} is not a file; the local file was kept.", self.target)
+        _keep_mode(self.tmp, st, self._dest)
         stat = from_stat(st)
         if self._expect is not ANY:
             now = local_stat(self._dest)
@@ -215,7 +217,6 @@ class Placement:
                     return now  # e.g. another process just placed the same version: in sync, nothing to do
                 raise ConflictError(f"{self.target} changed while its new version was being written; the local file was kept.", self.target)
         os.replace(self.tmp, self._dest)
-        self._placed = True
         return stat
 
 
@@ -292,7 +293,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def sweep(directory: str, now: float | None = None) -> list[str]:
-    """Remove the stale s3bp temp files in ``directory`` (see :func:`temp_is_stale`); return their paths."""
+    """Remove the stale s3bp temp files and directories in ``directory`` (see :func:`temp_is_stale`); return their paths."""
     now = time.time() if now is None else now
     removed = []
     try:
@@ -305,6 +306,9 @@ def sweep(directory: str, now: float | None = None) -> list[str]:
                     # ctime, not mtime: a download sets its temp's mtime to S3's LastModified before the rename
                     if stat_module.S_ISREG(st.st_mode) and temp_is_stale(entry.name, st.st_ctime, now):
                         os.unlink(entry.path)
+                        removed.append(entry.path)
+                    elif stat_module.S_ISDIR(st.st_mode) and temp_is_stale(entry.name, st.st_ctime, now):
+                        shutil.rmtree(entry.path, ignore_errors=True)
                         removed.append(entry.path)
                 except OSError:
                     continue
@@ -339,23 +343,16 @@ def _write_path(target: str) -> str:
     return real if os.path.isfile(real) else target  # a dangling link, or one to a non-file, is replaced
 
 
-def _new_temp(head: str, name: str) -> tuple[str, os.stat_result]:
-    """Create an empty temp file for ``name`` in ``head`` exclusively, its mtime 0 (so that a write shows); its path and stat."""
+def _new_temp_dir(head: str, name: str) -> str:
+    """Make a private directory for a new version of ``name`` in ``head``, under a fresh s3bp temp name; its path."""
     for _ in range(100):
-        tmp = os.path.join(head, temp_name(name, os.getpid(), uuid.uuid4().hex[:6]))
+        path = os.path.join(head, temp_name(name, os.getpid(), uuid.uuid4().hex[:6]))
         try:
-            fd = _create_exclusive(tmp, 0o666)
+            os.mkdir(path, 0o700)
         except FileExistsError:
             continue
-        try:
-            os.utime(fd if os.utime in os.supports_fd else tmp, ns=(0, 0))
-            return tmp, os.fstat(fd)
-        except BaseException:
-            remove(tmp)
-            raise
-        finally:
-            os.close(fd)
-    raise FileExistsError(f"Cannot create a temp file beside {os.path.join(head, name)}: every name tried exists.")
+        return path
+    raise FileExistsError(f"Cannot make a temp directory beside {os.path.join(head, name)}: every name tried exists.")
 
 
 def _create_exclusive(path: str | os.PathLike[str], mode: int) -> int:
@@ -364,14 +361,13 @@ def _create_exclusive(path: str | os.PathLike[str], mode: int) -> int:
     return os.open(path, flags, mode)
 
 
-def _keep_mode(tmp: str, st: os.stat_result, dest: str, new_mode: int) -> None:
-    """Give ``tmp`` the permission bits (and, where allowed, the group) of the file it replaces, or ``new_mode``."""
+def _keep_mode(tmp: str, st: os.stat_result, dest: str) -> None:
+    """Give ``tmp`` the permission bits (and, where allowed, the group) of the file it replaces; a new file keeps its own."""
     try:
         old = os.stat(dest)
     except (FileNotFoundError, NotADirectoryError):
-        mode, gid = new_mode, st.st_gid
-    else:
-        mode, gid = stat_module.S_IMODE(old.st_mode) & 0o777, old.st_gid
+        return
+    mode, gid = stat_module.S_IMODE(old.st_mode) & 0o777, old.st_gid
     if gid != st.st_gid and hasattr(os, "chown"):
         with contextlib.suppress(OSError):  # not a member of that group
             os.chown(tmp, -1, gid)

@@ -73,7 +73,20 @@ def test_format_names_work_as_serializers(tmp_path, bucket, raw):
 def test_serializer_keeps_target_suffix(tmp_path, bucket):
     seen = []
     s3bp.save_object(1, tmp_path / "t.csv.gz", bucket, serializer=lambda o, p: (seen.append(p), open(p, "w").close()), wait=True)
-    assert seen[0].endswith("t.csv.gz") and os.path.dirname(seen[0]) == str(tmp_path)
+    # a fresh path in a private directory beside the target, ending with the target's whole name (suffixes kept)
+    assert os.path.basename(seen[0]) == "t.csv.gz" and os.path.dirname(os.path.dirname(seen[0])) == str(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["t.csv.gz"]  # and nothing left beside it
+
+
+def test_a_serializer_may_create_its_path_exclusively_and_write_more_files(tmp_path, bucket):
+    def exclusive_with_sidecar(obj, path):
+        with open(path, "xb") as fh:  # h5py's "w-", numpy writers and friends refuse an existing file
+            fh.write(obj)
+        with open(path + ".idx", "w") as fh:  # a writer that leaves a file of its own beside
+            fh.write("index")
+
+    s3bp.save_object(b"payload", tmp_path / "x.bin", bucket, serializer=exclusive_with_sidecar, wait=True)
+    assert (tmp_path / "x.bin").read_bytes() == b"payload" and sorted(os.listdir(tmp_path)) == ["x.bin"]
 
 
 def test_raising_serializer_keeps_old_file_and_uploads_nothing(tmp_path, bucket, raw):

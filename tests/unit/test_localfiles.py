@@ -79,21 +79,21 @@ def test_names_that_are_not_s3bp_temp_files_are_never_stale(name):
     assert not temp_is_stale(name, 0.0, NOW, alive=lambda pid: False)
 
 
-def test_sweep_removes_only_stale_regular_temp_files(tmp_path, dead_pid):
+def test_sweep_removes_only_stale_temp_files_and_directories(tmp_path, dead_pid):
     gone = tmp_path / f".s3bp-{dead_pid}.{HOST}abcdef-a.csv"
     s3transfer_part = tmp_path / f".s3bp-{dead_pid}.{HOST}abcdef-big.bin.a1B2c3D4"
     live = tmp_path / f".s3bp-{os.getpid()}.{HOST}abcdef-b.csv"
     user = tmp_path / ".s3bp-notes.txt"
     for p in (gone, s3transfer_part, live, user):
         p.write_text("x")
-    (tmp_path / f".s3bp-{dead_pid}.{HOST}fedcba-dir").mkdir()
+    placement = tmp_path / f".s3bp-{dead_pid}.{HOST}fedcba-dir"  # a placement's private directory, with what was in it
+    placement.mkdir()
+    (placement / "dir").write_text("half written")
     victim = tmp_path / "victim"
     victim.write_text("precious")
     (tmp_path / f".s3bp-{dead_pid}.{HOST}aaaaaa-link").symlink_to(victim)
-    assert sorted(sweep(str(tmp_path))) == sorted([str(gone), str(s3transfer_part)])
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        [live.name, user.name, f".s3bp-{dead_pid}.{HOST}fedcba-dir", "victim", f".s3bp-{dead_pid}.{HOST}aaaaaa-link"]
-    )
+    assert sorted(sweep(str(tmp_path))) == sorted([str(gone), str(s3transfer_part), str(placement)])
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, user.name, "victim", f".s3bp-{dead_pid}.{HOST}aaaaaa-link"])
     assert victim.read_text() == "precious"
 
 
@@ -119,16 +119,17 @@ def test_a_placement_never_writes_through_a_link_planted_at_its_temp_name(tmp_pa
     planted = tmp_path / temp_name("f.txt", os.getpid(), "aaaaaa")
     planted.symlink_to(victim)
     with Placement(str(tmp_path / "f.txt")) as place:
-        assert os.path.basename(place.tmp) == temp_name("f.txt", os.getpid(), "bbbbbb")
+        assert os.path.basename(os.path.dirname(place.tmp)) == temp_name("f.txt", os.getpid(), "bbbbbb")
         with open(place.tmp, "w") as f:
             f.write("new")
         place.commit()
     assert victim.read_text() == "precious" and (tmp_path / "f.txt").read_text() == "new"
 
 
-def test_the_temp_file_exists_from_the_start_and_shows_when_something_was_written(tmp_path):
+def test_the_temp_path_is_fresh_in_a_private_directory_and_shows_when_something_was_written(tmp_path):
     with Placement(str(tmp_path / "f.txt")) as place:
-        assert os.path.isfile(place.tmp) and not place.written()
+        assert not os.path.exists(place.tmp) and not place.written()
+        assert stat.S_IMODE(os.stat(os.path.dirname(place.tmp)).st_mode) == 0o700
         open(place.tmp, "w").close()  # even an empty write counts
         assert place.written()
     assert os.listdir(tmp_path) == []
