@@ -175,12 +175,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 def _local_dir_of(url: str) -> str:
     """The mapped local directory holding the objects under ``s3://bucket/prefix``."""
     bucket, _, prefix = url[len("s3://") :].partition("/")
-    store = api.get_default_store()
-    mappings = paths.normalize_mappings(store.settings()["base_dir_to_bucket_map"])
-    for directory, mapped in sorted(mappings.items()):
-        name = os.path.basename(directory) + "/"
-        if mapped == bucket and (prefix + "/").startswith(name):
-            return os.path.join(directory, *[p for p in prefix[len(name) :].split("/") if p])
+    mappings = paths.normalize_mappings(api.get_default_store().settings()["base_dir_to_bucket_map"])
+    found = paths.directory_of(bucket, prefix, mappings)
+    if found is not None:
+        return found
     raise InvalidPathError(
         f"No mapped directory holds {url}: map one with `s3bp map DIR {bucket}` (keys start with the directory's name)."
     )

@@ -360,7 +360,9 @@ class Store:
 
     def endpoint_modes(self) -> dict[str, tuple[bool, float]]:
         """Per endpoint used so far: whether it honours conditional writes, and when that was checked."""
-        return self._index().endpoint_modes() if (self.state_dir / "state.sqlite3").exists() else {}
+        from .index import STATE_FILE
+
+        return self._index().endpoint_modes() if (self.state_dir / STATE_FILE).exists() else {}
 
     def deliver_orphans(self) -> int:
         """Take over what exited processes left journaled (not failures held for an explicit flush) and upload it; how many."""

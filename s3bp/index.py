@@ -138,6 +138,9 @@ class JournalEntry:
         return (self.endpoint, self.bucket, self.key)
 
 
+#: The state database's file name in the state directory.
+STATE_FILE = "state.sqlite3"
+
 _JOURNAL_COLUMNS = ", ".join(JournalEntry.__dataclass_fields__)
 _RECORD_COLUMNS = ", ".join(SyncRecord.__dataclass_fields__)
 
@@ -746,7 +749,7 @@ def open_state(state_dir: str | os.PathLike[str]) -> StateDB:
     :class:`StateError`) and a :class:`~s3bp.errors.StateWarning` says so once.
     """
     directory = os.path.abspath(os.fspath(state_dir))
-    path = os.path.join(directory, "state.sqlite3")
+    path = os.path.join(directory, STATE_FILE)
     why = None
     try:
         private_dir(directory)

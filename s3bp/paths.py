@@ -155,6 +155,20 @@ def resolve(
     raise NoBucketError(norm)
 
 
+def directory_of(bucket: str, prefix: str, mappings: Mapping[str, str]) -> str | None:
+    """The local directory that holds the objects under ``bucket``/``prefix`` (the inverse of :func:`resolve` for a
+    base directory's keys, which start with its name); the deepest such directory wins, as in :func:`resolve`. None
+    when no mapped directory holds them."""
+    best = None
+    for directory, mapped in mappings.items():
+        name = os.path.basename(directory.rstrip(os.sep)) + "/"
+        if mapped == bucket and (prefix + "/").startswith(name):
+            local = os.path.join(directory, *[p for p in prefix[len(name) :].split("/") if p])
+            if best is None or len(local) > len(best):
+                best = local
+    return best
+
+
 def normalize_mappings(raw: Mapping[str, str]) -> dict[str, str]:
     """Normalise the directories of a base-dir mapping (later duplicates win)."""
     return {normalize(d): b for d, b in raw.items()}

@@ -102,3 +102,13 @@ def test_key_lies_under_the_deepest_containing_base_dir(bases, tail, pick):
     # and a pull of that key lands back on the same path
     name = os.path.basename(deepest) + "/"
     assert os.path.join(deepest, *key_parts(r.key, name)) == path
+
+
+def test_directory_of_inverts_base_dir_keys_and_the_deepest_wins():
+    from s3bp.paths import directory_of
+
+    mappings = {"/x/data": "b", "/x/data/sub": "b", "/y/other": "c"}
+    assert directory_of("b", "data/a/b", mappings) == "/x/data/a/b"
+    assert directory_of("b", "sub/k", mappings) == "/x/data/sub/k"
+    assert directory_of("c", "other", mappings) == "/y/other"
+    assert directory_of("b", "elsewhere/k", mappings) is None and directory_of("z", "data", mappings) is None
