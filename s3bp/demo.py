@@ -96,7 +96,8 @@ def _run(url: str, tmp: str) -> None:
         print("laptop saves a newer version:")
         t = time.perf_counter()
         laptop.save_object({"Dan": 8382, "Alon": 2993, "Noa": 1}, path_a, wait=True)
-        step("save_object(..., wait=True)", sent_a, t)
+        # A PUT with IfMatch on the version it synced; the first such save to an endpoint sends one probe PUT before it.
+        step("save_object(..., wait=True)  [PUT only over the version it synced; a probe PUT once per endpoint]", sent_a, t)
         t = time.perf_counter()
         step("server load_object(...)  [S3 is newer: downloaded]", sent_b, t, server.load_object(path_b))
     print("\ndone; the local server is stopped and the temp files removed.")
