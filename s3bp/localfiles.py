@@ -1,17 +1,18 @@
 """How bytes land on the local disk: written beside the target, moved into place last.
 
 :class:`Placement` is used by every writer of a user's file (save, load,
-pull, conflict resolution): the new bytes go to a temp file in the target's
-directory whose name keeps the target's suffixes, and only a complete file
-replaces the target, with ``os.replace``. A failure leaves the old file as
-it was and no temp file behind.
+pull, conflict resolution): the new bytes go to a file named like the target
+(suffixes kept) in a private directory made beside it, and only a complete
+file replaces the target, with ``os.replace``. A failure leaves the old file
+as it was and nothing behind.
 
-Temp files are created exclusively (never through a link planted at their
-name) and named ``.s3bp-<pid>.<host><random>-NAME``, NAME shortened in the
-middle when needed so that the temp name fits the file-name limit. A process
-killed mid-write leaves its temp file behind: the first :class:`Placement` in
-a directory (once per directory per process) removes the temp files of
-processes that are gone, and any older than :data:`STALE_AFTER`.
+The directories are made exclusively (``mkdir`` follows no link planted at
+their name) and named ``.s3bp-<pid>.<host><random>-NAME``, NAME shortened in
+the middle when needed so that names fit the file-name limit; snapshots in
+the spool are created ``O_EXCL|O_NOFOLLOW``. A process killed mid-write
+leaves its directory behind: the first :class:`Placement` in a directory
+(once per directory per process) removes those of processes that are gone on
+this host, and those of other hosts older than :data:`STALE_AFTER`.
 """
 
 from __future__ import annotations

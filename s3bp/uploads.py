@@ -3,11 +3,15 @@
 Guarantees, whatever the timing:
 
 * per S3 object, the last save wins: a newer save supersedes a queued older
-  one (which is then never sent) and waits for one already in flight;
+  one (which is then never sent) and waits for one already in flight; across
+  processes, saves of a path are numbered by the state database in the order
+  they are placed on disk (a path lock), and an object is uploaded by one
+  process at a time (an object lock), so an older upload never lands last;
 * an upload reads an immutable snapshot in the spool, never the live file;
 * every save is in the journal (SQLite, in the state directory) before
   ``save_object`` returns, owned by this process through an owner lock; a
-  process that dies leaves its entries for the next one to adopt;
+  process that dies leaves its entries for the next one to adopt, and one
+  that exits may hand them to a background uploader (:mod:`s3bp.handoff`);
 * failures are printed once, logged, kept in the journal with their error,
   and reported again by :meth:`UploadQueue.flush`.
 
