@@ -35,7 +35,7 @@ from .errors import (
     S3bpError,
 )
 from .freshness import Answer, etag_parts, md5_of_etag, multipart_etag, parts_for
-from .localfiles import DISK_ERRNOS
+from .localfiles import DISK_ERRNOS, file_md5, file_multipart_etag
 from .progress import bar, wanted
 from .tree import Remote
 
@@ -382,6 +382,8 @@ class Wire:
         want = body.etag.strip('"').lower()
 
         def reproduces(part_size: int | list[int]) -> bool:
+            if isinstance(part_size, int):
+                return file_multipart_etag(dest, part_size).strip('"') == want
             with open(dest, "rb") as done:
                 return multipart_etag(iter(lambda: done.read(_CHUNK), b""), part_size).strip('"') == want
 
@@ -664,18 +666,14 @@ def holds(head: Head, source: str, size: int) -> bool | None:
     """
     if head.size != size:
         return False
-    if head.encrypted or (md5_of_etag(head.etag) is None and etag_parts(head.etag) is None):
+    if head.encrypted:
         return None
-    whole = hashlib.md5(usedforsecurity=False)
-
-    def chunks() -> Iterator[bytes]:
-        with open(source, "rb") as sent:
-            for chunk in iter(lambda: sent.read(_CHUNK), b""):
-                whole.update(chunk)
-                yield chunk
-
-    parts = multipart_etag(chunks(), _upload_part_size(size)).strip('"')
-    return head.etag.strip('"').lower() in (parts, whole.hexdigest())
+    etag = head.etag.strip('"').lower()
+    if md5_of_etag(head.etag) is not None:
+        return file_md5(source) == etag
+    if etag_parts(head.etag) is not None:
+        return file_multipart_etag(source, _upload_part_size(size)).strip('"') == etag
+    return None
 
 
 def _encrypted(resp: dict[str, Any]) -> bool:

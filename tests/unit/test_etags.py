@@ -111,3 +111,15 @@ def test_an_old_state_database_gains_the_part_size_column(tmp_path):
     finally:
         db.close()
     StateDB(path).close()  # opening it again adds nothing twice
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 16, 17, 33, 1000])
+def test_the_threaded_file_etag_is_the_multipart_etag(tmp_path, size):
+    import os
+
+    from s3bp.localfiles import file_multipart_etag
+
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert file_multipart_etag(str(path), 16) == multipart_etag([data], 16)
