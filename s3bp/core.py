@@ -40,6 +40,7 @@ from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_loa
 from .localfiles import LOCAL_SUFFIX, Placement, local_stat, refuse_directory, set_aside, sidecar
 from .receiving import download, receive
 from .remote import Connections, Wire
+from .sending import send_entry
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ class Store:
 
     def _wire(self, data: dict[str, Any]) -> Wire:
         """The shared connection for the configured profile, region and endpoint."""
+        if self._pid != os.getpid():
+            self._forked()
         return self._connections.get(data, profile=data["profile"], region=data["region"], endpoint=data["endpoint_url"])
 
     def _index(self) -> StateDB:
@@ -115,6 +118,8 @@ class Store:
 
         Read-only (said once) when the state directory cannot be written; a damaged one is rebuilt (see :func:`s3bp.index.open_state`).
         """
+        if self._pid != os.getpid():
+            self._forked()
         if self._db is None:
             with self._lock:
                 if self._db is None:
@@ -122,6 +127,14 @@ class Store:
 
                     self._db = open_state(self.state_dir)
         return self._db
+
+    def _forked(self) -> None:
+        """In a forked child: start afresh; the parent's queue threads, database connections and clients did not come along."""
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._db = self._queue = None
+        self._connections = self._connections.fresh()
+        self._adopted = 0
 
     def _state(self) -> tuple[StateDB, UploadQueue]:
         """The state database and the upload queue, opened on first use (adopting orphaned uploads)."""
@@ -221,8 +234,6 @@ class Store:
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
         """Send one journal entry to the endpoint it was saved for (see :func:`s3bp.sending.send_entry`)."""
-        from .sending import send_entry
-
         data = self.settings()
         wire = self._wire(data)
         if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
@@ -439,18 +450,22 @@ class Store:
             return
         db, queue = self._state()
         aside = sidecar(res.path, LOCAL_SUFFIX)
-        try:
-            moved = set_aside(res.path, aside)
+        with queue.holding(res.path):  # saves of this path wait: one made after this call wins, as it should
+            yours = db.entries_of(res.path)
             try:
-                record = download(self._wire(data), res.path, res.bucket, res.key)
-            except BaseException:
-                if moved and not os.path.exists(res.path):
-                    os.replace(aside, res.path)  # theirs did not arrive: yours goes back, still journaled
-                raise
-        except OSError as exc:
-            raise LocalFileError(exc.errno, f"Cannot take S3's version of {res.path}: {exc.strerror or exc}. Nothing was changed.") from exc
-        queue.drop_idle(db.entries_of(res.path))
-        db.put_record(record)
+                moved = set_aside(res.path, aside)
+                try:
+                    record = download(self._wire(data), res.path, res.bucket, res.key)
+                except BaseException:
+                    if moved and not os.path.exists(res.path):
+                        os.replace(aside, res.path)  # theirs did not arrive: yours goes back, still journaled
+                    raise
+            except OSError as exc:
+                if isinstance(exc, S3bpError):  # S3's answer (denied, unreachable, gone): as it is
+                    raise
+                raise LocalFileError(exc.errno, f"Cannot take S3's version of {res.path}: {exc.strerror or exc}. Nothing was changed.") from exc
+            queue.drop_idle(yours)
+            db.put_record(record)
 
     # -- configuration ----------------------------------------------------------
 

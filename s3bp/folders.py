@@ -394,6 +394,8 @@ def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, Local
     """Every regular file under ``top``; symlinks only when they point inside ``top``'s tree, directory links never."""
     real_top = os.path.realpath(top)
     for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        # s3bp's own private directories (a save being written): never walked, whatever .s3bpignore re-includes
+        dirnames[:] = [d for d in dirnames if not d.startswith(".s3bp-")]
         for name in dirnames:
             if os.path.islink(os.path.join(dirpath, name)):
                 skipped.append((os.path.join(dirpath, name), "a symlinked directory; not followed"))

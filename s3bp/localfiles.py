@@ -47,7 +47,16 @@ STALE_AFTER = 6 * 3600
 _NAME_MAX = 255  # bytes in one file name, on nearly every filesystem
 _S3TRANSFER_ROOM = 9  # s3transfer writes a large download to TMP + ".XXXXXXXX" first
 _KEEP_SUFFIXES = 64  # bytes of trailing suffixes (".csv.gz") kept whole when a name is shortened
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+def _pid_namespace() -> str:
+    """This process's pid namespace (containers sharing a host name and a folder have different ones), or ''."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+#: Tags temp names: pids are only compared between processes of one host name and pid namespace.
+_HOST = hashlib.sha256(f"{socket.gethostname()}/{_pid_namespace()}".encode()).hexdigest()[:6]
 # .s3bp-<pid>.<host tag><random>-NAME, or the 0.2 form .s3bp-<random>-NAME (no owner: stale by age only)
 _TEMP = re.compile(r"\.s3bp-(?:(\d+)\.([0-9a-f]{6})[0-9a-f]{6}|[0-9a-f]{8})-.")
 #: The suffix of the local side of a conflict settled in favour of S3.

@@ -92,6 +92,14 @@ class Head:
     size: int
     last_modified: float
     encrypted: bool = False
+    settings: tuple[tuple[str, Any], ...] = ()  #: what HEAD tells of the upload arguments (ContentType, Metadata, ...)
+
+
+#: Upload arguments a HEAD answers with under the same name.
+HEAD_SETTINGS = (
+    "ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl", "Metadata",
+    "StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "WebsiteRedirectLocation",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,10 @@ class Connections:
                 )  # fmt: skip
                 self._wires[key] = Wire(client)
             return self._wires[key]
+
+    def fresh(self) -> Connections:
+        """New, empty connections with the same given client (e.g. for a forked child)."""
+        return Connections(self._given)
 
     def close(self) -> None:
         """Shut every wire's transfer managers down."""
@@ -476,7 +488,8 @@ class Wire:
         """The object's ETag, size and LastModified, or :class:`Missing`."""
         with _errors("check", bucket, key, expected=_MISSING_CODES) as seen:
             resp = self.client.head_object(Bucket=bucket, Key=key)
-            return Head(resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp(), _encrypted(resp))
+            settings = tuple((k, resp[k]) for k in HEAD_SETTINGS if k in resp)
+            return Head(resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp(), _encrypted(resp), settings)
         assert seen.code
         return Missing()
 

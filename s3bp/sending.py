@@ -15,7 +15,7 @@ from . import remote
 from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
 from .errors import S3bpError
 from .freshness import SyncRecord, record_of
-from .remote import Head, Refused, Replaced, Stored, Wire, holds
+from .remote import HEAD_SETTINGS, Head, Refused, Replaced, Stored, Wire, holds
 from .uploads import UploadOptions
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
     if not isinstance(outcome, Stored):
         assert record is not None
         head = wire.head(entry.bucket, entry.key)
-        if isinstance(head, Head) and holds(head, entry.spool, entry.size):
+        if isinstance(head, Head) and _same_settings(extra, dict(head.settings)) and holds(head, entry.spool, entry.size):
             # S3 holds exactly this save's bytes: an earlier attempt of it landed (its answer was lost, or the
             # process was killed before recording it). That is no conflict.
             return _record(entry, head.etag)
@@ -61,6 +61,19 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
                 changed_at=head.last_modified if isinstance(head, Head) else None, synced_at=record.verified_at,
             )  # fmt: skip
     return _record(entry, outcome.etag)
+
+
+def _same_settings(extra: dict[str, Any], told: dict[str, Any]) -> bool:
+    """Whether the object carries every upload argument of this save, as far as a HEAD tells (one it cannot tell: no)."""
+    for name, wanted in extra.items():
+        if name not in HEAD_SETTINGS:
+            return False
+        got = told.get(name, "STANDARD" if name == "StorageClass" else None)
+        if name == "Metadata":  # S3 gives metadata names in lower case
+            got, wanted = got or {}, {str(k).lower(): v for k, v in wanted.items()}
+        if got != wanted:
+            return False
+    return True
 
 
 def _record(entry: JournalEntry, etag: str) -> SyncRecord:

@@ -20,6 +20,7 @@ The queue knows nothing of S3: it calls the ``upload`` function it is given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -322,6 +323,10 @@ class UploadQueue:
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
         self._enqueue(_Job(entry, [fut], not wait))
         return fut
+
+    def holding(self, path: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock saves of ``path`` take (every process of this state directory), e.g. to settle a conflict."""
+        return self._path_locks.hold(path)
 
     def _journal_one(self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, **where: Any) -> JournalEntry:
         """Snapshot, placement, then journal row of one save.
@@ -679,6 +684,10 @@ class UploadQueue:
                     return
                 print(f"s3bp: waiting for {self.active()} pending upload(s) to finish...", file=sys.stderr)
         self.wait()
+        if at_exit and handoff is None:
+            # Waiting anyway: also finish what processes that are gone left, e.g. forked workers ended with os._exit.
+            while self.adopt_orphans():
+                self.wait()
         left = self.failures()
         if left and at_exit:
             print(

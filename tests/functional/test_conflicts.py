@@ -172,3 +172,13 @@ def test_a_writer_right_after_our_parts_is_not_recorded_as_ours(tmp_path, bucket
         s3bp.save_object(os.urandom(6 * 1024 * 1024), path, bucket, serializer=lambda obj, p: open(p, "wb").write(obj), wait=True)
     assert raw.get_object(Bucket=bucket, Key="big.bin")["Body"].read() == b"theirs"
     assert [p.held for p in s3bp.pending_uploads()] == [True]  # ours stays journaled, not recorded as in sync
+
+
+def test_the_same_bytes_with_other_settings_are_not_taken_for_ours(two, raw, bucket):
+    import pickle
+
+    (a, pa), _ = two
+    a.save_object("v1", pa, wait=True)
+    raw.put_object(Bucket=bucket, Key="data.pkl", Body=pickle.dumps("v2", pickle.HIGHEST_PROTOCOL), ContentType="text/plain")
+    with pytest.raises(ConflictError):  # same bytes as our save, but not the ContentType we ask for: not ours
+        a.save_object("v2", pa, wait=True, extra_args={"ContentType": "application/x-python-pickle"})

@@ -236,3 +236,15 @@ def test_a_local_edit_during_pull_is_kept(machines, raw, bucket):
     report = b.store.pull(b.dir)
     assert report.conflicts == [str(b.dir / "x.txt")] and not report.downloaded
     assert b.read("x.txt") == "edited meanwhile"
+
+
+def test_a_save_being_written_is_never_pushed_whatever_s3bpignore_includes(machines, raw, bucket):
+    a, _ = machines
+    (a.dir / ".s3bpignore").write_text("*.csv\n!data.csv\n")
+    being_written = a.dir / ".s3bp-12345.abcdef123456-data.csv"  # a save's private directory, its serializer mid-write
+    being_written.mkdir()
+    (being_written / "data.csv").write_text("half-written")
+    a.write("data.csv", "whole")
+    report = a.store.push(a.dir)
+    assert report.uploaded == [str(a.dir / "data.csv")]
+    assert [o["Key"] for o in raw.list_objects_v2(Bucket=bucket).get("Contents", [])] == ["project/data.csv"]

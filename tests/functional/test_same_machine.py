@@ -179,3 +179,53 @@ def test_a_save_killed_half_way_never_leaves_a_stale_load(tmp_path, bucket, raw,
     in_s3 = unpickled(raw, bucket, "obj.pkl")
     # the save never returned: either version may stand, but a load never serves an older one than S3 holds
     assert on_disk == "v2" or in_s3 == on_disk == "v1"
+
+
+def test_a_save_while_keep_remote_downloads_wins(tmp_path, bucket, raw, proxy):
+    import pickle
+
+    path = tmp_path / "obj.pkl"
+    s3bp.save_object("mine v1", path, bucket, wait=True)
+    raw.put_object(Bucket=bucket, Key="obj.pkl", Body=pickle.dumps("theirs"))
+    with pytest.raises(s3bp.ConflictError):
+        s3bp.save_object("mine v2", path, bucket, wait=True)
+    proxy.script("delay:2")  # the resolve's download is held two seconds
+    resolving = threading.Thread(target=s3bp.resolve_conflict, args=(path, "remote", bucket))
+    resolving.start()
+    wait_for(lambda: proxy.connections >= 1)
+    s3bp.save_object("newest", path, bucket, conflict="overwrite")  # made while the resolve runs: it waits, then wins
+    resolving.join(timeout=60)
+    s3bp.flush()
+    assert s3bp.load_object(path, bucket) == "newest" and unpickled(raw, bucket, "obj.pkl") == "newest"
+
+
+def test_a_store_used_in_a_forked_child_starts_afresh(tmp_path, bucket, raw):
+    store = s3bp.Store()
+    store.save_object("parent", tmp_path / "p.pkl", bucket, wait=True)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's queue threads did not come along
+        try:
+            store.save_object("child", tmp_path / "c.pkl", bucket, wait=True)
+            store.close()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    store.close()
+    assert os.waitstatus_to_exitcode(status) == 0 and unpickled(raw, bucket, "c.pkl") == "child"
+
+
+def test_saves_of_forked_workers_that_end_with_os_exit_are_uploaded_by_the_parent(tmp_path, bucket, raw):
+    code = f"""
+        import os, s3bp
+        s3bp.save_object("parent", {str(tmp_path / 'parent.pkl')!r}, {bucket!r}, wait=True)
+        for i in range(3):
+            pid = os.fork()
+            if pid == 0:
+                s3bp.save_object(i, os.path.join({str(tmp_path)!r}, f"child{{i}}.pkl"), {bucket!r})
+                os._exit(0)  # as multiprocessing's workers end: no exit handlers
+            os.waitpid(pid, 0)
+        """
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [unpickled(raw, bucket, f"child{i}.pkl") for i in range(3)] == [0, 1, 2]
