@@ -25,7 +25,8 @@ def isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("S3BP_CONFIG", str(env / "config" / "config.yml"))
     monkeypatch.setenv("S3BP_STATE_DIR", str(env / "state"))
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    monkeypatch.setenv("S3BP_CACHE_DIR", str(env / "cache"))
+    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
