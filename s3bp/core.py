@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths, remote
+from .cache import cache_root
 from .errors import (
     EndpointError,
     InvalidArgumentError,
@@ -64,6 +65,9 @@ class Store:
         ``$S3BP_STATE_DIR`` or the XDG state directory.
     client
         A boto3 S3 client to use instead of creating one from the config.
+    cache_dir
+        The managed cache (local copies of ``s3://`` URLs and pinned versions);
+        default: ``$S3BP_CACHE_DIR`` or the XDG cache directory.
 
     A store is a context manager; leaving it waits for its uploads.
     """
@@ -73,9 +77,11 @@ class Store:
         config: _config.ConfigFile | str | os.PathLike[str] | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         client: Any = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ):
         self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
         self.state_dir = Path(state_dir) if state_dir is not None else _config.state_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
         self._lock = threading.RLock()
         self._connections = Connections(client)
         self._db: StateDB | None = None

@@ -140,7 +140,7 @@ class Machine:
 
 
 def make_machine(root: str | os.PathLike[str], endpoint: str, *, folder: str = "data", bucket: str | None = None, **settings: Any) -> Machine:
-    """A :class:`Machine` under ``root``: ``root/config.yml``, ``root/state``, local folder ``root/folder``.
+    """A :class:`Machine` under ``root``: ``root/config.yml``, ``root/state``, ``root/cache``, local folder ``root/folder``.
 
     Its store talks to ``endpoint`` (written to its config as ``endpoint_url``) and
     ``settings`` are written to its config too (e.g. ``default_bucket=...``). With
@@ -150,7 +150,7 @@ def make_machine(root: str | os.PathLike[str], endpoint: str, *, folder: str = "
     The caller closes the machine.
     """
     root = Path(root)
-    store = s3bp.Store(config=root / "config.yml", state_dir=root / "state")
+    store = s3bp.Store(config=root / "config.yml", state_dir=root / "state", cache_dir=root / "cache")
     try:
         store.config.update(lambda d: d.update(endpoint_url=endpoint, **settings))
         local = root / folder
