@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config as _config
-from . import paths, remote
+from . import paths, remote, versioning
 from .cache import cache_root
 from .errors import (
     EndpointError,
@@ -45,9 +45,12 @@ from .sending import send_entry
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
+    import datetime
+
     from .folders import FileState, FolderOps, FolderReport
     from .index import JournalEntry, StateDB
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
+    from .versioning import Version, VersionSpec
 
 logger = logging.getLogger("s3bp")
 
@@ -251,11 +254,14 @@ class Store:
     def load_object(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, deserializer: Deserializer | str | None = None,
         namekey: bool | None = None, verbose: bool = False, max_age: float | None = None, *, offline: str | None = None,
+        version: VersionSpec | None = None,
     ) -> Any:
         """Load an object, from the local file when it is current, else from S3; see :func:`s3bp.load_object`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = codec(deserializer, "deserializer", res.path)
+        if version is not None:
+            return deserialize(read, self._pinned(data, res, version))
         return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def save_dataframe(
@@ -274,21 +280,27 @@ class Store:
 
     def load_dataframe(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None, namekey: bool | None = None,
-        verbose: bool = False, max_age: float | None = None, *, offline: str | None = None, backend: str = "pandas", **reader_kwargs: Any,
+        verbose: bool = False, max_age: float | None = None, *, offline: str | None = None, backend: str = "pandas",
+        version: VersionSpec | None = None, **reader_kwargs: Any,
     ) -> Any:
         """Load a DataFrame, from the local file when it is current, else from S3; see :func:`s3bp.load_dataframe`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = frame_codec(res.path, format, reader_kwargs, "deserializer", backend)
+        if version is not None:
+            return deserialize(read, self._pinned(data, res, version))
         return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def download_file(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, verbose: bool = False,
-        max_age: float | None = None, *, offline: str | None = None,
+        max_age: float | None = None, *, offline: str | None = None, version: VersionSpec | None = None,
     ) -> str:
-        """Bring the local file up to date with S3 and return its path; see :func:`s3bp.download_file`."""
+        """Bring the local file up to date with S3 and return its path (or a pinned version's copy); see :func:`s3bp.download_file`."""
         data = self.settings()
-        return self._load(data, self._resolve(data, filepath, bucket_name, namekey), verbose=verbose, max_age=max_age, offline=offline)
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        if version is not None:
+            return self._pinned(data, res, version)
+        return self._load(data, res, verbose=verbose, max_age=max_age, offline=offline)
 
     def _load(self, data: dict[str, Any], res: paths.Resolution, *, verbose: bool, max_age: float | None, offline: str | None) -> str:
         """Plan the load (:func:`~s3bp.freshness.plan_load`), ask S3 at most once, act on the answer."""
@@ -339,6 +351,61 @@ class Store:
             how = {Step.USE_LOCAL: " (no request)"}.get(plan.step, " (S3 answered 304)") if verdict is Verdict.LOCAL_CURRENT else ""
             print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {verdict.value}{how}")
         return res.path
+
+    # -- versions (the protocols are in s3bp.versions) ------------------------------
+
+    def _pinned(self, data: dict[str, Any], res: paths.Resolution, version: VersionSpec) -> str:
+        """The managed cache's copy of one version of the object ``res`` names; the file at ``res.path`` is not touched."""
+        return versioning.pinned_copy(self._wire(data), self._index(), self.cache_dir, res.bucket, res.key, version)
+
+    def versions(self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:
+        """Every version of the object ``filepath`` maps to, newest first; see :func:`s3bp.versions`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        return versioning.list_versions(self._wire(data), res.bucket, res.key)
+
+    def restore(
+        self, filepath: str | os.PathLike[str], version: VersionSpec, bucket_name: str | None = None, namekey: bool | None = None, *,
+        conflict: str | None = None, verbose: bool = False,
+    ) -> str:
+        """Make a version the latest again (server-side copy), then bring the local file up to date; see :func:`s3bp.restore`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        rule = self._options(data, conflict, None).conflict
+        versioning.restore(self._wire(data), self._index(), path=res.path, bucket=res.bucket, key=res.key, version=version, conflict=rule)
+        return self._load(data, res, verbose=verbose, max_age=0, offline="error")
+
+    def tag(
+        self, filepath: str | os.PathLike[str], name: str, version: VersionSpec | None = None, bucket_name: str | None = None,
+        namekey: bool | None = None,
+    ) -> str:
+        """Name a version (default: the latest); return its id. See :func:`s3bp.tag`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        return versioning.tag(self._wire(data), self._index(), res.bucket, res.key, name, version)
+
+    def untag(self, filepath: str | os.PathLike[str], name: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
+        """Remove a version's name; see :func:`s3bp.untag`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        versioning.untag(self._wire(data), res.bucket, res.key, name)
+
+    def prune(
+        self, filepath: str | os.PathLike[str], *, keep: int | None = None, older_than: datetime.timedelta | None = None,
+        dry_run: bool = True, bucket_name: str | None = None, namekey: bool | None = None,
+    ) -> list[Version]:
+        """Delete old non-current versions (never the latest or a named one); see :func:`s3bp.prune`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        age = older_than.total_seconds() if older_than is not None else None
+        return versioning.prune(self._wire(data), res.bucket, res.key, keep=keep, older_than=age, dry_run=dry_run)
+
+    def bucket_versioning(self, bucket: str, enable: bool | None = None) -> str:
+        """The bucket's versioning status, after turning it on (``enable=True``) or suspending it (``False``)."""
+        wire = self._wire(self.settings())
+        if enable is not None:
+            wire.set_versioning(paths.check_bucket_name(bucket), enable)
+        return wire.versioning(bucket)
 
     # -- the queue, folders and conflicts ----------------------------------------
 
@@ -413,7 +480,7 @@ class Store:
             resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(download, wire),
             delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=options, wait=wait
-            ),
+            ), list_as_of=functools.partial(versioning.listing_as_of, wire),
         )  # fmt: skip
 
     def push(
@@ -424,11 +491,15 @@ class Store:
 
         return run(self._folder_ops(), "push", directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
 
-    def pull(self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-        """Download what is newer in S3 under a mapped directory; see :func:`s3bp.pull`."""
+    def pull(
+        self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None,
+        as_of: datetime.datetime | None = None,
+    ) -> FolderReport:
+        """Download what is newer in S3 under a mapped directory (or its state at ``as_of``); see :func:`s3bp.pull`."""
         from .folders import run
 
-        return run(self._folder_ops(), "pull", directory, delete=delete, dry_run=dry_run, progress=progress)
+        at = versioning.timestamp(as_of) if as_of is not None else None
+        return run(self._folder_ops(), "pull", directory, delete=delete, dry_run=dry_run, progress=progress, as_of=at)
 
     def sync(self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
         """Pull, then push a mapped directory; see :func:`s3bp.sync`."""

@@ -31,6 +31,7 @@ __all__ = [
     "LocalFileError",
     "OfflineWarning",
     "StateWarning",
+    "VersioningError",
 ]
 
 
@@ -137,3 +138,7 @@ class OfflineWarning(UserWarning):
 
 class StateWarning(UserWarning):
     """The state directory is read-only or was repaired: loads still work, and the message says what was kept or skipped."""
+
+
+class VersioningError(S3bpError):
+    """A version was asked for in a bucket without versioning; the message names the bucket and how to turn it on."""
