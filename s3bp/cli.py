@@ -197,6 +197,94 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version_arg(text: str | None) -> object:
+    """A ``--version``/VERSION argument: an ISO time (``2024-05-01T12:00``, ``...Z``) is a datetime, anything else an id or a name."""
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return text
+    return when if ("T" in text or " " in text or len(text) == 10) else text
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    """List an object's versions, newest first."""
+    found = api.versions(args.path, args.bucket, args.namekey)
+    if args.json:
+        rows = [dict(dataclasses.asdict(v), last_modified=v.last_modified.isoformat()) for v in found]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not found:
+        print("no versions")
+    for v in found:
+        when = v.last_modified.strftime("%Y-%m-%d %H:%M:%S UTC")
+        what = "(deleted)" if v.is_delete_marker else f"{v.size:>12,}"
+        flags = " latest" if v.is_latest else ""
+        names = f"  [{', '.join(v.names)}]" if v.names else ""
+        print(f"{v.version_id}  {when}  {what}{flags}{names}")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    """Make a version the latest again, then update the local file."""
+    path = api.restore(args.path, _version_arg(args.version), args.bucket, args.namekey, conflict="overwrite" if args.overwrite else None)  # type: ignore[arg-type]
+    print(f"restored {args.version} as the latest version; {path} is up to date")
+    return 0
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    """Name a version (default: the latest)."""
+    version_id = api.tag(args.path, args.name, _version_arg(args.version), args.bucket, args.namekey)  # type: ignore[arg-type]
+    print(f"{args.name} -> {version_id}")
+    return 0
+
+
+def _cmd_untag(args: argparse.Namespace) -> int:
+    """Remove a version's name."""
+    api.untag(args.path, args.name, args.bucket, args.namekey)
+    print(f"removed the name {args.name}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    """Delete old versions (never the latest, never a named one)."""
+    import datetime
+
+    older = datetime.timedelta(days=args.older_than) if args.older_than is not None else None
+    gone = api.prune(args.path, keep=args.keep, older_than=older, dry_run=args.dry_run, bucket_name=args.bucket, namekey=args.namekey)
+    verb = "would delete" if args.dry_run else "deleted"
+    for v in gone:
+        print(f"{verb}: {v.version_id}  {v.last_modified.strftime('%Y-%m-%d %H:%M:%S UTC')}  {v.size:,}")
+    print(f"{verb} {len(gone)} version(s)")
+    return 0
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    """Write an object's bytes (the latest, or a version) to stdout."""
+    import shutil
+
+    path = api.download_file(args.path, args.bucket, args.namekey, version=_version_arg(args.version))  # type: ignore[arg-type]
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    return 0
+
+
+def _cmd_versioning(args: argparse.Namespace) -> int:
+    """Show a bucket's versioning, or turn it on or suspend it."""
+    enable = True if args.enable else False if args.suspend else None
+    status = api.get_default_store().bucket_versioning(args.bucket, enable) or "never enabled"
+    if enable is True:
+        print(f"versioning is on for bucket {args.bucket}: every save keeps its version from now on")
+    elif enable is False:
+        print(f"versioning is suspended for bucket {args.bucket}: saves replace the 'null' version; older versions stay")
+    else:
+        print(f"bucket {args.bucket}: versioning {status}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the README's demo against an embedded local S3 server."""
     from . import demo
@@ -259,10 +347,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", choices=("local", "remote"), required=True)
     p.set_defaults(func=_cmd_resolve)
     sub.add_parser("demo", help="run the demo against an embedded local S3 server").set_defaults(func=_cmd_demo)
+    _add_version_commands(sub)
     for command in sub.choices.values():  # `s3bp flush --debug` as well as `s3bp --debug flush`
         # SUPPRESS: a subcommand without the flag leaves `s3bp --debug COMMAND`'s value alone
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
+
+
+def _add_version_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands for versions: versions, restore, tag, untag, prune, cat, versioning."""
+
+    def object_parser(name: str, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("path")
+        p.add_argument("--bucket", default=None)
+        p.add_argument("--namekey", action="store_true")
+        return p
+
+    p = object_parser("versions", "list the versions of a file's object, newest first, with their names")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    p.set_defaults(func=_cmd_versions)
+    p = object_parser("restore", "make a version (id, name or ISO time) the latest again, then update the local file")
+    p.add_argument("version")
+    p.add_argument("--overwrite", action="store_true", help="even if the object or the local file changed since the last sync")
+    p.set_defaults(func=_cmd_restore)
+    p = object_parser("tag", "name a version (default: the latest), e.g. prod or a git commit")
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default=None)
+    p.set_defaults(func=_cmd_tag)
+    p = object_parser("untag", "remove a version's name")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_untag)
+    p = object_parser("prune", "delete old versions for good (never the latest, never a named one)")
+    p.add_argument("--keep", type=int, default=None, help="keep the N newest versions")
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="delete only versions replaced over DAYS days ago")
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    p.set_defaults(func=_cmd_prune)
+    p = object_parser("cat", "write a file's object (or one version of it) to stdout")
+    p.add_argument("--version", default=None, help="a version id, a name, or an ISO time")
+    p.set_defaults(func=_cmd_cat)
+    p = sub.add_parser("versioning", help="show a bucket's versioning, or turn it on")
+    p.add_argument("bucket")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--enable", action="store_true", help="turn versioning on")
+    group.add_argument("--suspend", action="store_true", help="suspend versioning (older versions stay)")
+    p.set_defaults(func=_cmd_versioning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

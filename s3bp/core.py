@@ -372,7 +372,11 @@ class Store:
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         rule = self._options(data, conflict, None).conflict
-        versioning.restore(self._wire(data), self._index(), path=res.path, bucket=res.bucket, key=res.key, version=version, conflict=rule)
+        wire, db = self._wire(data), self._index()
+        _, changed = versioning.restore(wire, db, path=res.path, bucket=res.bucket, key=res.key, version=version, conflict=rule)
+        if changed:  # conflict="overwrite" over local changes: they go aside as NAME.s3bp-local, as keep="remote" does
+            self.resolve_conflict(filepath, keep="remote", bucket_name=bucket_name, namekey=namekey)
+            return res.path
         return self._load(data, res, verbose=verbose, max_age=0, offline="error")
 
     def tag(

@@ -320,8 +320,12 @@ def _described(entries: Iterable[ObjectVersion], names: dict[str, str]) -> list[
     ]
 
 
-def restore(wire: Wire, db: StateDB, *, path: str, bucket: str, key: str, version: VersionSpec, conflict: str) -> Stored | None:
-    """Make version ``version`` the latest again with a server-side copy; None when it is the latest already.
+def restore(wire: Wire, db: StateDB, *, path: str, bucket: str, key: str, version: VersionSpec, conflict: str) -> tuple[Stored | None, bool]:
+    """Make version ``version`` the latest again with a server-side copy.
+
+    Returns the copy's outcome (None when that version is the latest already)
+    and whether the local file has changes that are not in S3 (only possible
+    under ``conflict="overwrite"``: the caller sets them aside).
 
     Under ``conflict="raise"`` the copy replaces only the version this
     machine last synced for ``path``: the local file must be unchanged since
@@ -339,9 +343,10 @@ def restore(wire: Wire, db: StateDB, *, path: str, bucket: str, key: str, versio
     version_id = resolve(wire, db, bucket, key, version)
     record, pending = db.load_state(path)
     record = record_of(record, wire.endpoint, bucket, key)
+    local = local_stat(path)
+    changes = pending or (local is not None and (record is None or not record.matches(local)))
     if conflict == "raise":
-        local = local_stat(path)
-        if pending or (local is not None and (record is None or not record.matches(local))):
+        if changes:
             raise ConflictError(
                 f"Not restored: {path} has changes that are not in S3 (a pending save, or edits since it was last synced); "
                 f"restoring would replace them. Save or drop them first, or pass conflict='overwrite'.",
@@ -356,7 +361,7 @@ def restore(wire: Wire, db: StateDB, *, path: str, bucket: str, key: str, versio
             path, bucket, key,
         )  # fmt: skip
     if latest is not None and latest.version_id == version_id:
-        return None
+        return None, changes
     if conflict == "raise":
         outcome = wire.copy_version(bucket, key, version_id, if_match=latest.etag if latest else None, if_none_match=latest is None)
     else:
@@ -369,7 +374,7 @@ def restore(wire: Wire, db: StateDB, *, path: str, bucket: str, key: str, versio
             f"Load it first (then restore again), or pass conflict='overwrite'.",
             path, bucket, key,
         )  # fmt: skip
-    return outcome
+    return outcome, changes
 
 
 def _is_recorded(latest: Head | None, record: SyncRecord) -> bool:
