@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import sys
@@ -197,10 +198,8 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version_arg(text: str | None) -> object:
+def _version_arg(text: str | None) -> str | datetime.datetime | None:
     """A ``--version``/VERSION argument: an ISO time (``2024-05-01T12:00``, ``...Z``) is a datetime, anything else an id or a name."""
-    import datetime
-
     if text is None:
         return None
     try:
@@ -230,14 +229,14 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     """Make a version the latest again, then update the local file."""
-    path = api.restore(args.path, _version_arg(args.version), args.bucket, args.namekey, conflict="overwrite" if args.overwrite else None)  # type: ignore[arg-type]
+    path = api.restore(args.path, _version_arg(args.version) or args.version, args.bucket, args.namekey, conflict="overwrite" if args.overwrite else None)
     print(f"restored {args.version} as the latest version; {path} is up to date")
     return 0
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:
     """Name a version (default: the latest)."""
-    version_id = api.tag(args.path, args.name, _version_arg(args.version), args.bucket, args.namekey)  # type: ignore[arg-type]
+    version_id = api.tag(args.path, args.name, _version_arg(args.version), args.bucket, args.namekey)
     print(f"{args.name} -> {version_id}")
     return 0
 
@@ -251,8 +250,6 @@ def _cmd_untag(args: argparse.Namespace) -> int:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     """Delete old versions (never the latest, never a named one)."""
-    import datetime
-
     older = datetime.timedelta(days=args.older_than) if args.older_than is not None else None
     gone = api.prune(args.path, keep=args.keep, older_than=older, dry_run=args.dry_run, bucket_name=args.bucket, namekey=args.namekey)
     verb = "would delete" if args.dry_run else "deleted"
@@ -266,7 +263,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
     """Write an object's bytes (the latest, or a version) to stdout."""
     import shutil
 
-    path = api.download_file(args.path, args.bucket, args.namekey, version=_version_arg(args.version))  # type: ignore[arg-type]
+    path = api.download_file(args.path, args.bucket, args.namekey, version=_version_arg(args.version))
     with open(path, "rb") as f:
         shutil.copyfileobj(f, sys.stdout.buffer)
     return 0
