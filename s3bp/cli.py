@@ -229,7 +229,8 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     """Make a version the latest again, then update the local file."""
-    path = api.restore(args.path, _version_arg(args.version) or args.version, args.bucket, args.namekey, conflict="overwrite" if args.overwrite else None)
+    rule = "overwrite" if args.overwrite else None
+    path = api.restore(args.path, _version_arg(args.version) or args.version, args.bucket, args.namekey, conflict=rule)
     print(f"restored {args.version} as the latest version; {path} is up to date")
     return 0
 
