@@ -194,7 +194,10 @@ def _amount(value: Any, units: Mapping[str, int], expected: str) -> float:
     found = _AMOUNT.fullmatch(value) if isinstance(value, str) else None
     if found is None or found.group(2).lower() not in units:
         raise ValueError(expected)
-    return float(found.group(1)) * units[found.group(2).lower()]
+    amount = float(found.group(1)) * units[found.group(2).lower()]
+    if not math.isfinite(amount):
+        raise ValueError(expected)
+    return amount
 
 
 _PARSERS: dict[str, Callable[[Any], float]] = {"cache_max_size": parse_size, "cache_max_age": parse_age}
