@@ -230,11 +230,15 @@ class Cache:
 
     def files(self) -> list[CachedFile]:
         """Every file of the cache, with its last use and why it must stay (if it must)."""
+        return self._survey([])
+
+    def _survey(self, empty: list[str]) -> list[CachedFile]:
+        """:meth:`files`, adding the empty directories met to ``empty``."""
         uses = self._db.uses_under(self.root, os.sep)
         pending = self._db.pending_under(self.root, os.sep)
         records = {r.path: r for r in self._db.records_under(self.root, os.sep)}
         out = []
-        for path, st in _walk(self.root):
+        for path, st in _walk(self.root, empty):
             local = from_stat(st)
             used = uses.get(path, (st.st_ctime, 0))[0]  # no use noted: when it was placed
             kept = why_kept(path, local, records.get(path), path in pending, self._mappings, pinned=self._pinned(path))
@@ -256,7 +260,8 @@ class Cache:
         has no journaled upload and is unchanged since its sync record.
         """
         now = time.time() if now is None else now
-        files = self.files()
+        empty: list[str] = []
+        files = self._survey(empty)
         evict, held = plan_eviction(files, max_size=max_size, max_age=max_age, now=now, keep=keep)
         report = PruneReport(self.root, dry_run, kept=[(f.path, f.kept or "in use by this load") for f in held])
         size = sum(f.size for f in files)
@@ -275,7 +280,8 @@ class Cache:
             report.freed += f.size
         if gone:
             self._db.forget_cached(gone)
-            self._remove_empty_dirs(report.removed)
+        if not dry_run:
+            _remove_empty_dirs(empty, now)
         report.size = size - report.freed
         return report
 
@@ -297,20 +303,26 @@ class Cache:
         rel = os.path.relpath(path, self.root).split(os.sep)
         return len(rel) > 2 and rel[1] == VERSIONS_DIR
 
-    def _remove_empty_dirs(self, removed: list[str]) -> None:
-        """Remove the directories left empty by an eviction, up to (not including) the root."""
-        for d in sorted({os.path.dirname(p) for p in removed}, key=len, reverse=True):
-            while d != self.root and paths.contains(self.root, d):
-                try:
-                    os.rmdir(d)  # only when empty; a save placing a file there recreates it
-                except OSError:
-                    break
-                d = os.path.dirname(d)
+
+#: An empty directory of the cache is removed once unchanged for this long (seconds): a save or load about to place a
+#: file in it (its parents just made) never finds it gone.
+EMPTY_DIR_GRACE = 60.0
 
 
-def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
-    """Every regular file under ``root`` (links not followed), leaving out s3bp's temp files and directories."""
+def _remove_empty_dirs(empty: list[str], now: float) -> None:
+    """Remove the empty directories (deepest first) unchanged for :data:`EMPTY_DIR_GRACE`; their parents go on a later prune."""
+    for d in sorted(empty, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            if now - os.lstat(d).st_mtime > EMPTY_DIR_GRACE:
+                os.rmdir(d)  # only if still empty
+
+
+def _walk(root: str, empty: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every regular file under ``root`` (links not followed), leaving out s3bp's temp files and directories; the empty
+    directories below ``root`` are added to ``empty``."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if not dirnames and not filenames and dirpath != root:
+            empty.append(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".s3bp-")]
         for name in filenames:
             if name.startswith(".s3bp-"):
