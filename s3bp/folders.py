@@ -26,6 +26,7 @@ from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
 from .localfiles import file_md5, from_stat, local_stat, sidecar
 from .progress import bar
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, reserved
+from .tree import RESERVED_PREFIX as TREE_RESERVED_PREFIX
 
 if TYPE_CHECKING:
     from .index import StateDB
@@ -116,6 +117,17 @@ class FolderOps:
     delete: Callable[[str, str], None]
     journal: Callable[[str, str, str, bool], UploadFuture]
     list_as_of: Callable[[str, str, float], Iterable[Remote]] | None = None
+    #: set by :func:`paired`: the one directory in ``mappings`` holds the keys under this prefix (not under its name)
+    prefix: str | None = None
+    #: the managed cache's directory for ``endpoint`` (where URL copies live), for :func:`listing`
+    cache_dir: str | None = None
+
+
+def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOps:
+    """``ops`` for a local directory paired with ``s3://bucket/prefix``: files keyed by their path relative to the
+    directory after the prefix, with the same records, journal and safety rules as a mapped directory."""
+    resolve = functools.partial(paths.resolve_in_pair, local_dir=local_dir, bucket=bucket, prefix=prefix)
+    return dataclasses.replace(ops, mappings={local_dir: bucket}, resolve=resolve, prefix=prefix)
 
 
 def survey(ops: FolderOps, directory: str | os.PathLike[str], as_of: float | None = None) -> tuple[list[FileState], list[tuple[str, str]]]:
@@ -203,14 +215,17 @@ def _remote_side(scope: _Scope, top: str, base: str, as_of: float | None = None)
     roots = [base] + sorted(d for d in mappings if d != top and paths.contains(top, d))
     for root in roots:
         bucket = mappings[root]
-        name_prefix = paths.base_dir_key(root, root) + "/"
         start = top if root == base else root
-        prefix = paths.base_dir_key(root, start) + "/"
+        if scope.ops.prefix is None:
+            name_prefix, list_prefix = paths.base_dir_key(root, root) + "/", paths.base_dir_key(root, start) + "/"
+        else:  # a directory paired with s3://bucket/prefix
+            below = os.path.relpath(start, root).replace(os.sep, "/")
+            name_prefix, list_prefix = scope.ops.prefix, scope.ops.prefix + ("" if below == "." else below + "/")
         if as_of is None:
-            listed = scope.ops.list(bucket, prefix)
+            listed = scope.ops.list(bucket, list_prefix)
         else:
             assert scope.ops.list_as_of is not None, "this store cannot list versions"
-            listed = scope.ops.list_as_of(bucket, prefix, as_of)
+            listed = scope.ops.list_as_of(bucket, list_prefix, as_of)
         for obj in listed:
             if (obj.key.endswith("/") and obj.size == 0) or reserved(obj.key):
                 continue  # a "folder" marker made by a console, or s3bp's own (names of versions)
@@ -478,3 +493,58 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+# -- listing S3 directly ------------------------------------------------------------
+
+#: Keys under this prefix are s3bp's own (e.g. version names) and never listed (the rule is :func:`s3bp.tree.reserved`).
+RESERVED_PREFIX = TREE_RESERVED_PREFIX
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object of :func:`s3bp.list_objects`: as S3 lists it, and the state of its local copy, if there is one."""
+
+    bucket: str
+    key: str
+    size: int
+    last_modified: float
+    etag: str
+    #: the file under a mapped directory, else the managed cache's copy; None when neither exists
+    local_path: str | None = None
+    #: how the local copy relates to the object (as :func:`s3bp.ls` says), None without one
+    state: State | None = None
+
+
+def listing(ops: FolderOps, bucket: str, prefix: str) -> list[Listed]:
+    """Every object of ``bucket`` under ``prefix`` (s3bp's reserved ``.s3bp/`` keys and folder markers left out), with
+    the state of its local copy where a mapped file or a cache copy exists; one listing, no other request."""
+    out = []
+    for obj in ops.list(bucket, prefix):
+        if reserved(obj.key) or (obj.key.endswith("/") and obj.size == 0):
+            continue
+        path = _local_copy(ops, bucket, obj.key)
+        state = None
+        if path is not None:
+            record, pending = ops.db.load_state(path)
+            state = classify(local_stat(path), record_of(record, ops.endpoint, bucket, obj.key), obj, pending=pending)
+        out.append(Listed(bucket, obj.key, obj.size, obj.last_modified, obj.etag, path, state))
+    return out
+
+
+def _local_copy(ops: FolderOps, bucket: str, key: str) -> str | None:
+    """The existing local file of ``bucket``/``key``: under a mapped directory that keys it so, else in the managed cache."""
+    mapped = paths.directory_of(bucket, key, ops.mappings)
+    if mapped is not None and os.path.isfile(mapped):
+        try:
+            res = ops.resolve(mapped)
+        except S3bpError:
+            res = None
+        if res is not None and (res.bucket, res.key) == (bucket, key):
+            return mapped
+    parts = paths.safe_key_parts(key)
+    if ops.cache_dir is not None and parts is not None:
+        cached = os.path.join(ops.cache_dir, bucket, *parts)
+        if os.path.isfile(cached):
+            return cached
+    return None

@@ -278,23 +278,34 @@ def pinned_copy(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: str,
     cached; else a GET of the names (for a string) or a ListObjectVersions
     (for a datetime), and one GET of the version (more for a large one).
     """
+    version_id, target = pinned_target(wire, db, cache_dir, bucket, key, version)
+    fetch_pinned(wire, bucket, key, version_id, target, progress=progress)
+    return target
+
+
+def pinned_target(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: str, version: VersionSpec) -> tuple[str, str]:
+    """The version id ``version`` stands for and where its copy lives in the managed cache (no request when a version
+    id's copy is there already; else what :func:`resolve` costs)."""
     if key_parts(key, "") is None:
         raise InvalidPathError(f"Cannot keep a copy of s3://{bucket}/{key}: the key is not a safe relative path.")
     if isinstance(version, str) and version and version != NULL:
         cached = version_copy_path(cache_dir, wire.endpoint, bucket, key, version)
         if cached.is_file():
-            return str(cached)
+            return version, str(cached)
     version_id = resolve(wire, db, bucket, key, version)
-    target = str(version_copy_path(cache_dir, wire.endpoint, bucket, key, version_id))
+    return version_id, str(version_copy_path(cache_dir, wire.endpoint, bucket, key, version_id))
+
+
+def fetch_pinned(wire: Wire, bucket: str, key: str, version_id: str, target: str, *, progress: bool | None = None) -> None:
+    """Download version ``version_id`` to its copy ``target`` unless it is there (a ``null`` version always: it can change)."""
     if version_id != NULL and os.path.isfile(target):
-        return target
+        return
     first = wire.get(bucket, key, version_id=version_id)
     if not isinstance(first, Body):
         raise _missing(wire, bucket, key, version_id)
     receive(wire, target, bucket, key, first, progress=progress)
     with contextlib.suppress(OSError):
         os.chmod(target, 0o444)  # a version never changes: its copy is not for editing
-    return target
 
 
 def list_versions(wire: Wire, bucket: str, key: str) -> list[Version]:

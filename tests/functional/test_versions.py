@@ -67,7 +67,7 @@ def test_versions_are_recorded_and_listed_newest_first(two, versioned):
     assert a.log.operations == ["ListObjectVersions", "GetObject"]  # the listing, and the names
 
 
-def test_pinned_loads_never_touch_the_file_and_a_second_one_costs_nothing(two):
+def test_pinned_loads_never_touch_the_file_and_a_second_one_costs_nothing(two, versioned):
     a, b = two
     pa, pb = a.root / "data.pkl", b.root / "data.pkl"
     ids = save_three(a, pa)
@@ -89,6 +89,9 @@ def test_pinned_loads_never_touch_the_file_and_a_second_one_costs_nothing(two):
     copy = b.store.download_file(pb, version=ids[0])
     assert copy != str(pb) and str(b.root / "cache") in copy and pickle.loads(open(copy, "rb").read()) == "v1"
     assert not os.access(copy, os.W_OK) or os.geteuid() == 0  # a version's copy is read-only
+    assert copy in b.store._index().uses_under(str(b.root / "cache"), os.sep)  # its use is noted for the cache's LRU
+    assert b.store.load_object(f"s3://{versioned}/data.pkl", version=ids[1]) == "v2"  # a URL takes a version too
+    assert [v.version_id for v in b.store.versions(f"s3://{versioned}/data.pkl")] == ids[::-1]
 
 
 def test_pinned_load_by_time_between_saves(two):
