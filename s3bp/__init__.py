@@ -3,6 +3,7 @@
 import logging
 
 from .api import (
+    configure,
     download_file,
     flush,
     forget,
@@ -68,6 +69,7 @@ __all__ = [
     "Store",
     "UploadError",
     "UploadFuture",
+    "configure",
     "download_file",
     "flush",
     "forget",
