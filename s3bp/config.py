@@ -400,7 +400,7 @@ def read_legacy(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Cannot read the s3bp 0.1.x config {path}: {exc}.") from exc
+        raise ConfigError(f"Cannot read the s3bp 0.1.x config {path}: {' '.join(str(exc).split())}.") from exc
     if isinstance(data, tuple) and data and isinstance(data[0], dict):  # 0.1.x could write a one-element tuple
         data = data[0]
     if not isinstance(data, dict):
