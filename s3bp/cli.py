@@ -122,7 +122,6 @@ _CONFIG_ACTIONS = {"get": _config_get, "set": _config_set, "unset": _config_unse
 
 def _print_connection(given: dict[str, str | None]) -> None:
     """The endpoint, region and profile a client uses (the config file's, else botocore's chain), and their sources."""
-
     for name, value, source in _connection(given):
         print(f"{name}: {'(not set)' if value is None else value} (from {source})")
 
