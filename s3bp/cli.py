@@ -405,7 +405,16 @@ def _cmd_untag(args: argparse.Namespace) -> int:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     """Delete old versions (never the latest, never a named one)."""
-    older = datetime.timedelta(days=args.older_than) if args.older_than is not None else None
+    older = None
+    if args.older_than is not None:
+        from .config import parse_age
+
+        if args.older_than.replace(".", "", 1).isdigit():  # a bare number: days? seconds? too costly to guess when deleting
+            raise InvalidArgumentError(f"--older-than {args.older_than}: give a unit, e.g. {args.older_than}d (days) or {args.older_than}h (hours).")
+        try:
+            older = datetime.timedelta(seconds=parse_age(args.older_than))
+        except ValueError as exc:
+            raise InvalidArgumentError(f"--older-than {args.older_than}: {exc}") from None
     gone = api.prune(args.path, keep=args.keep, older_than=older, dry_run=args.dry_run, bucket_name=args.bucket, namekey=args.namekey)
     verb = "would delete" if args.dry_run else "deleted"
     for v in gone:
@@ -565,7 +574,7 @@ def _add_version_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_untag)
     p = object_parser("prune", "delete old versions for good (never the latest, never a named one)")
     p.add_argument("--keep", type=int, default=None, help="keep the N newest versions")
-    p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="delete only versions replaced over DAYS days ago")
+    p.add_argument("--older-than", default=None, metavar="AGE", help="delete only versions replaced over AGE ago, e.g. 30d, 12h, 2w")
     p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
     p.set_defaults(func=_cmd_prune)
     p = object_parser("cat", "write a file's object (or one version of it) to stdout")
