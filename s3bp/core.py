@@ -405,16 +405,24 @@ class Store:
         from .folders import FolderOps
 
         data = self.settings()
-        wire = self._wire(data)
-        db, _ = self._state()
+        db, queue = self._state()
         options = self._options(data, None, None)
+        wire = functools.cache(lambda: self._wire(data))  # made on the first request: a push that sends none imports no boto3
         return FolderOps(
-            mappings=dict(self._mappings), endpoint=wire.endpoint, db=db, workers=data["max_workers"],
-            resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(download, wire),
-            delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
-                data, path=path, bucket=bucket, key=key, source=path, options=options, wait=wait
-            ),
+            mappings=dict(self._mappings), endpoint=self._endpoint(data), db=db, workers=data["max_workers"],
+            resolve=lambda path: self._resolve(data, path), list=lambda bucket, prefix: wire().list(bucket, prefix),
+            download=lambda *args, **kwargs: download(wire(), *args, **kwargs), delete=lambda bucket, key: wire().delete(bucket, key),
+            journal=lambda path, bucket, key, wait: self._journal(data, path=path, bucket=bucket, key=key, source=path, options=options, wait=wait),
+            drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
         )  # fmt: skip
+
+    def _endpoint(self, data: dict[str, Any]) -> str:
+        """The configured endpoint's URL, remembered from an earlier client when nothing it depends on changed."""
+        from .endpoints import endpoint_for
+
+        if self._connections.given:
+            return self._wire(data).endpoint
+        return endpoint_for(self.state_dir, data, lambda: self._wire(data).endpoint)
 
     def push(
         self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, wait: bool = True, progress: bool | None = None

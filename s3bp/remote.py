@@ -201,6 +201,11 @@ class Connections:
                 self._wires[key] = Wire(client)
             return self._wires[key]
 
+    @property
+    def given(self) -> bool:
+        """Whether a client was given (rather than made from the settings)."""
+        return self._given is not None
+
     def fresh(self) -> Connections:
         """New, empty connections with the same given client (e.g. for a forked child)."""
         return Connections(self._given)
