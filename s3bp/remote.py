@@ -233,9 +233,6 @@ def describe_connection(*, profile: str | None, region: str | None, endpoint_url
     """
     import os
 
-    import botocore.session
-
-    core = botocore.session.Session()
     rows: list[tuple[str, str | None, str]] = []
     if profile:
         rows.append(("profile", profile, "config file"))
@@ -243,11 +240,16 @@ def describe_connection(*, profile: str | None, region: str | None, endpoint_url
         rows.append(("profile", os.environ["AWS_PROFILE"], "the environment variable AWS_PROFILE"))
     else:
         rows.append(("profile", "default", "boto3's default"))
-    if profile:
-        core.set_config_variable("profile", profile)
     if region:
         rows.insert(0, ("region", region, "config file"))
+    elif os.environ.get("AWS_DEFAULT_REGION"):  # botocore reads it before any config file: no need to import botocore
+        rows.insert(0, ("region", os.environ["AWS_DEFAULT_REGION"], "the environment variable AWS_DEFAULT_REGION"))
     else:
+        import botocore.session
+
+        core = botocore.session.Session()
+        if profile:
+            core.set_config_variable("profile", profile)
         try:
             found = core.get_config_variable("region")
         except Exception as exc:  # a missing profile
