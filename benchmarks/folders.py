@@ -170,19 +170,6 @@ def one_round(tools: list[Tool], root: Path, master: Path, tag: str, counted: bo
     return out
 
 
-def seed_endpoint_mode(endpoint: str) -> None:
-    """Record that the server honours conditional writes, as s3bp's one-time probe would find.
-
-    moto under waitress never answers a conditional PUT of a missing key (the
-    probe), so without this the first changed-file push would wait for the
-    server's channel timeout.
-    """
-    import s3bp
-
-    with s3bp.Store() as store:
-        store._index().set_endpoint_mode(endpoint, True, time.time())
-
-
 def clear_bucket(raw, bucket: str) -> None:
     """Delete every object (moto keeps them in memory)."""
     for page in raw.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -223,7 +210,6 @@ def main() -> int:
             else:
                 print(f"aws not found: skipped (install it with `{Aws.install}`)")
             subprocess.run([sys.executable, "-m", "s3bp", "config"], env=env, capture_output=True)  # write s3bp's bytecode
-            seed_endpoint_mode(b.endpoint)
             for set_name in args.sets.split(","):
                 files, size = SETS[set_name]
                 master = root / "master" / set_name

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ _MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 _VERSION_MISSING_CODES = ("NoSuchVersion", "InvalidArgument", "400", "MethodNotAllowed", "405")
 #: What a conditional PUT's refusal looks like: the condition failed, the object is gone, or the store cannot do it.
 _REFUSAL_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404", "NotImplemented", "501", "ConditionalRequestConflict", "409")
+#: How long an upload waits for the answer to the probe of conditional writes before going on without it (seconds).
+PROBE_WAIT = 10.0
 
 
 # -- outcomes ------------------------------------------------------------------
@@ -317,6 +320,9 @@ class Wire:
         self.client = client
         self._lock = threading.Lock()
         self._transfers: dict[bool, Any] = {}
+        self._probe: tuple[concurrent.futures.Future[bool], float] | None = None  # the probe in flight, and when it started
+        # Registered once per client (the id makes a second Wire on the same client a no-op).
+        client.meta.events.register_last("before-call.s3", _no_continue_when_empty, unique_id="s3bp-no-empty-continue")
 
     @property
     def endpoint(self) -> str:
@@ -511,23 +517,48 @@ class Wire:
             return Replaced(head.etag) if holds(head, source, size) is False else Stored(head.etag, head.version_id)
         return Refused(seen.code)
 
-    def honours_conditions(self, bucket: str, beside: str) -> bool:
+    def honours_conditions(self, bucket: str, beside: str, *, wait: float | None = None) -> bool | None:
         """Whether the store refuses a PUT whose ``IfMatch`` does not hold (some S3-compatible stores ignore it).
 
         Sends one conditional PUT of an empty probe object that does not exist,
         beside the key ``beside`` (where the caller may write): a store that
         honours the condition refuses it (404 or 412); one that answers 501
         cannot do conditions; one that stores it ignores them (the probe is
-        then deleted).
+        then deleted). The probe runs in a background thread, and the answer
+        is awaited at most ``wait`` seconds (:data:`PROBE_WAIT` by default):
+        ``None`` means the store has not answered yet (callers that ask while
+        that probe is still out wait for the same deadline; the next call after
+        a late answer gets it at once).
         """
-        key = f"{beside}.s3bp-probe-{uuid.uuid4().hex}"
-        if len(key.encode("utf-8", "surrogatepass")) > 1024:
-            key = f".s3bp-probe-{uuid.uuid4().hex}"
-        answer = self.put(bucket, key, os.devnull, 0, {}, if_match='"' + "0" * 32 + '"')
-        if not isinstance(answer, Refused):
-            self.delete(bucket, key)
-            return False
-        return answer.code != "501"
+        with self._lock:
+            if self._probe is None:
+                probe: concurrent.futures.Future[bool] = concurrent.futures.Future()
+                self._probe = (probe, time.monotonic())
+                threading.Thread(target=self._run_probe, args=(probe, bucket, beside), name="s3bp-probe", daemon=True).start()
+            probe, started = self._probe
+        try:
+            return probe.result(timeout=max(0.0, started + (PROBE_WAIT if wait is None else wait) - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            return None
+        finally:
+            with self._lock:
+                if probe.done() and self._probe is not None and self._probe[0] is probe:
+                    self._probe = None  # answered (or failed): a later call asks again
+
+    def _run_probe(self, probe: concurrent.futures.Future[bool], bucket: str, beside: str) -> None:
+        """Send the probe and settle ``probe`` with its answer (or its error)."""
+        try:
+            key = f"{beside}.s3bp-probe-{uuid.uuid4().hex}"
+            if len(key.encode("utf-8", "surrogatepass")) > 1024:
+                key = f".s3bp-probe-{uuid.uuid4().hex}"
+            answer = self.put(bucket, key, os.devnull, 0, {}, if_match='"' + "0" * 32 + '"')
+            if not isinstance(answer, Refused):
+                self.delete(bucket, key)
+                probe.set_result(False)
+            else:
+                probe.set_result(answer.code != "501")
+        except BaseException as exc:  # handed to the caller, which treats the answer as unknown
+            probe.set_exception(exc)
 
     def head(self, bucket: str, key: str, *, version_id: str | None = None) -> Head | Missing:
         """The object's (or one version's) ETag, size and LastModified, or :class:`Missing`."""
@@ -818,6 +849,16 @@ def _server_time(resp: dict[str, Any]) -> float:
         return email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
     except (TypeError, ValueError):
         return time.time()
+
+
+def _no_continue_when_empty(params: dict[str, Any], **kwargs: Any) -> None:
+    """Send an empty PUT body without ``Expect: 100-continue``: there is nothing to hold back, and some servers
+    (waitress, which serves moto in many set-ups) then wait for a body forever instead of answering."""
+    from botocore.utils import determine_content_length
+
+    headers = params.get("headers", {})
+    if "Expect" in headers and determine_content_length(params.get("body")) == 0:
+        del headers["Expect"]
 
 
 def _object_size(resp: dict[str, Any]) -> int:

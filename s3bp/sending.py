@@ -87,9 +87,10 @@ def _record(entry: JournalEntry, etag: str, version_id: str | None) -> SyncRecor
 def honours_conditions(db: StateDB, wire: Wire, bucket: str, key: str) -> bool:
     """Whether the endpoint honours conditional writes: checked once (one probe PUT beside ``key``), remembered, re-checked weekly.
 
-    A probe that cannot be made (no permission for it, say) never fails the
-    upload: the answer is then "unknown", the HEAD check is used and nothing
-    is remembered.
+    A probe that cannot be made (no permission for it, say) or that the
+    store does not answer within :data:`~s3bp.remote.PROBE_WAIT` seconds
+    never fails or holds up the upload: the answer is then "unknown", the
+    HEAD check is used and nothing is remembered.
     """
     known = db.endpoint_mode(wire.endpoint)
     if known is not None and not needs_check(known, time.time()):
@@ -98,6 +99,9 @@ def honours_conditions(db: StateDB, wire: Wire, bucket: str, key: str) -> bool:
         honoured = wire.honours_conditions(bucket, key)
     except S3bpError as exc:
         logger.info("s3bp: could not tell whether %s honours conditional writes (%s); checking with a HEAD", wire.endpoint, exc)
+        return False
+    if honoured is None:
+        logger.info("s3bp: %s has not answered whether it honours conditional writes; checking with a HEAD", wire.endpoint)
         return False
     if not honoured:
         logger.warning("s3bp: %s ignores conditional writes; uploads there are checked with a HEAD first", wire.endpoint)

@@ -75,3 +75,22 @@ def test_a_probe_that_is_denied_never_fails_the_save(lax, raw, bucket, proxy):
     proxy.always((*IGNORES_IF_MATCH, b".s3bp-probe-"))  # the probe PUT is answered 403 (a key policy of data.pkl only, say)
     lax.store.save_object("v2", path, wait=True)
     assert unpickled(raw, bucket, "data.pkl") == "v2"
+
+
+def test_a_probe_the_store_does_not_answer_never_holds_up_the_save(tmp_path, proxy, raw, bucket, monkeypatch):
+    from s3bp import remote
+
+    m = make_machine(tmp_path / "slow", proxy.url, default_bucket=bucket, read_timeout=2)
+    try:
+        path = m.root / "data.pkl"
+        m.store.save_object("v1", path, wait=True)
+        monkeypatch.setattr(remote, "PROBE_WAIT", 0.2)
+        proxy.script("delay:30")  # the next connection (the probe's PUT) is not answered for 30 s
+        m.store.save_object("v2", path, wait=True)  # goes on with a HEAD check instead
+        assert unpickled(raw, bucket, "data.pkl") == "v2"
+        # A save that had waited for the probe would have its answer by now (the client's 2 s read timeout,
+        # then a retry on a connection that passes): nothing is remembered from an unanswered probe.
+        assert m.store._index().endpoint_mode(proxy.url) is None
+        assert "HeadObject" in m.log.operations
+    finally:
+        m.close()
