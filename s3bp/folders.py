@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
-from .localfiles import file_md5, from_stat, local_stat, sidecar
+from .localfiles import file_md5, local_stat, sidecar
 from .progress import bar
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, needs_listing, reserved
 from .tree import RESERVED_PREFIX as TREE_RESERVED_PREFIX
@@ -211,6 +211,8 @@ class _Scope:
         self.ops = ops
         self.skipped: list[tuple[str, str]] = []
         self._ignores: dict[str, Ignore] = {}
+        self._dirs: dict[str, tuple[str, paths.Resolution]] = {}  # directory -> (key prefix, a file's resolution)
+        self._rel_dirs: dict[tuple[str, str], str] = {}  # (base dir, directory) -> the directory's relpath + "/"
 
     def resolve(self, path: str) -> paths.Resolution | None:
         """The resolution of a path under a base directory, or None (noting why when it is an error)."""
@@ -221,23 +223,52 @@ class _Scope:
             return None
         return res if res.base_dir is not None else None
 
-    def ignored(self, res: paths.Resolution) -> bool:
-        """Whether the base directory's ignore rules skip this file."""
+    def resolve_in(self, directory: str, name: str, path: str) -> paths.Resolution | None:
+        """:meth:`resolve` of the file ``name`` in the normalised ``directory``, derived from a sibling's resolution.
+
+        The rules (:func:`s3bp.paths.resolve`, :func:`s3bp.paths.resolve_in_pair`) depend on a file's
+        directory and not on its name, unless a base directory is the file itself: a sibling's key with
+        this name in place of its own is this file's key, still checked by :func:`s3bp.paths.check_key`.
+        """
+        if path in self.ops.mappings:
+            return self.resolve(path)
+        known = self._dirs.get(directory)
+        if known is None:
+            res = self.resolve(path)
+            if res is not None and res.path == path and res.key.endswith(name):
+                self._dirs[directory] = (res.key[: len(res.key) - len(name)], res)
+            return res
+        prefix, sibling = known
+        try:
+            key = paths.check_key(prefix + name, path)
+        except S3bpError as exc:
+            self.skipped.append((path, str(exc)))
+            return None
+        return paths.Resolution(path, sibling.bucket, key, sibling.base_dir, sibling.reason, sibling.endpoint)
+
+    def ignored(self, res: paths.Resolution, directory: str | None = None, name: str | None = None) -> bool:
+        """Whether the base directory's ignore rules skip this file (in ``directory``, named ``name``, when known)."""
         assert res.base_dir is not None
         if res.base_dir not in self._ignores:
             self._ignores[res.base_dir] = Ignore.for_base_dir(res.base_dir)
-        return self._ignores[res.base_dir](os.path.relpath(res.path, res.base_dir).replace(os.sep, "/"))
+        if directory is None or name is None:
+            directory, name = os.path.split(res.path)
+        rel_dir = self._rel_dirs.get((res.base_dir, directory))
+        if rel_dir is None:
+            rel = os.path.relpath(directory, res.base_dir)
+            rel_dir = self._rel_dirs[(res.base_dir, directory)] = "" if rel == os.curdir else rel.replace(os.sep, "/") + "/"
+        return self._ignores[res.base_dir](rel_dir + name)
 
 
 def _local_side(scope: _Scope, top: str) -> dict[str, tuple[paths.Resolution, LocalStat]]:
     """Every local file under ``top`` that is not ignored, with its resolution and stat."""
     local = {}
-    for path, stat in _walk(top, scope.skipped):
-        res = scope.resolve(path)
+    for directory, name, path, stat in _walk(top, scope.skipped):
+        res = scope.resolve_in(directory, name, path)
         if res is not None and reserved(res.key):
             scope.skipped.append((path, f"its key {res.key} is under s3bp's reserved prefix; not synced"))
-        elif res is not None and not scope.ignored(res):
-            local[path] = (res, stat)
+        elif res is not None and not scope.ignored(res, directory, name):
+            local[res.path] = (res, stat)
     return local
 
 
@@ -286,13 +317,14 @@ def _classify_all(
 ) -> list[FileState]:
     """The state of every path seen on either side or in the records, sorted by path."""
     files = []
+    endpoint, no_local, no_remote = scope.ops.endpoint, (None, None), (None, None)
     for path in sorted(set(local) | set(remote) | set(records)):
-        stat = local[path][1] if path in local else None
-        obj = remote[path][1] if path in remote else None
-        res = local[path][0] if path in local else remote[path][0] if path in remote else scope.resolve(path)
+        res, stat = local.get(path, no_local)
+        remote_res, obj = remote.get(path, no_remote)
+        res = res or remote_res or scope.resolve(path)
         if res is None:
             continue
-        record = record_of(records.get(path), scope.ops.endpoint, res.bucket, res.key)
+        record = record_of(records.get(path), endpoint, res.bucket, res.key)
         if record is None and stat is None and obj is None:
             continue
         compared: list[bool] = []
@@ -364,19 +396,22 @@ def run(
     return report
 
 
+#: Why an operation leaves a file in this state alone, where it is worth knowing (else the file is counted unchanged).
+_UNTOUCHED_REASONS = {
+    State.REMOTE_NEWER: "S3 has a newer version; pull it",
+    State.REMOTE_ONLY: "only in S3; pull it",
+    State.LOCAL_NEWER: "the local file is newer; push it",
+    State.LOCAL_ONLY: "only local; push it",
+    State.LOCAL_DELETED: "deleted locally; `push --delete` deletes it in S3",  # only push leaves it alone
+    State.REMOTE_DELETED: "deleted in S3; `pull --delete` deletes it here",  # only pull leaves it alone
+    State.PENDING: "a save of it is waiting in the upload queue",
+    State.OLD_VERSION: "an old version brought back by pull(as_of=...), since deleted in S3: push never sends it; save it to upload it",
+}
+
+
 def _note_untouched(report: FolderReport, f: FileState) -> None:
     """Count a file the operation leaves alone, saying why where it is worth knowing."""
-    reasons = {
-        State.REMOTE_NEWER: "S3 has a newer version; pull it",
-        State.REMOTE_ONLY: "only in S3; pull it",
-        State.LOCAL_NEWER: "the local file is newer; push it",
-        State.LOCAL_ONLY: "only local; push it",
-        State.LOCAL_DELETED: "deleted locally; `push --delete` deletes it in S3",  # only push leaves it alone
-        State.REMOTE_DELETED: "deleted in S3; `pull --delete` deletes it here",  # only pull leaves it alone
-        State.PENDING: "a save of it is waiting in the upload queue",
-        State.OLD_VERSION: "an old version brought back by pull(as_of=...), since deleted in S3: push never sends it; save it to upload it",
-    }
-    reason = reasons.get(f.state)
+    reason = None if f.state is State.SAME else _UNTOUCHED_REASONS.get(f.state)
     if reason:
         report.skipped.append((f.path, reason))
     else:
@@ -477,26 +512,38 @@ def _delete_local(db: StateDB, f: FileState) -> None:
     db.delete_record(f.path)
 
 
-def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, LocalStat]]:
-    """Every regular file under ``top``; symlinks only when they point inside ``top``'s tree, directory links never."""
+def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, LocalStat]]:
+    """(directory, name, path, stat) of every regular file under ``top``; symlinks only when they point inside ``top``'s tree,
+    directory links never. One ``stat`` per file (``os.scandir`` tells links and directories apart without one)."""
     real_top = os.path.realpath(top)
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        # s3bp's own private directories (a save being written): never walked, whatever .s3bpignore re-includes
-        dirnames[:] = [d for d in dirnames if not d.startswith(".s3bp-")]
-        for name in dirnames:
-            if os.path.islink(os.path.join(dirpath, name)):
-                skipped.append((os.path.join(dirpath, name), "a symlinked directory; not followed"))
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path) and not paths.contains(real_top, os.path.realpath(path)):
-                skipped.append((path, "a symlink pointing out of the directory; not followed"))
-                continue
+    todo = [top]
+    while todo:
+        directory = todo.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # unreadable or vanished, as os.walk skips it
+        for entry in entries:
+            name = entry.name
             try:
-                st = os.stat(path)
+                if entry.is_dir(follow_symlinks=False):
+                    # s3bp's own private directories (a save being written): never walked, whatever .s3bpignore re-includes
+                    if not name.startswith(".s3bp-"):
+                        todo.append(entry.path)
+                    continue
+                if entry.is_symlink():
+                    if entry.is_dir():
+                        if not name.startswith(".s3bp-"):
+                            skipped.append((entry.path, "a symlinked directory; not followed"))
+                        continue
+                    if not paths.contains(real_top, os.path.realpath(entry.path)):
+                        skipped.append((entry.path, "a symlink pointing out of the directory; not followed"))
+                        continue
+                st = entry.stat()
             except OSError:
                 continue  # vanished, or a dangling link
             if S_ISREG(st.st_mode):
-                yield path, from_stat(st)
+                yield directory, name, entry.path, LocalStat(st.st_size, st.st_mtime_ns)
 
 
 def _inside(path: str, root: str) -> bool:

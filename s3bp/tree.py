@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .freshness import LocalStat, SyncRecord, compare_seconds
 
@@ -60,6 +61,7 @@ class Ignore:
         import pathspec
 
         self._spec = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORE, *lines])
+        self._any = _any_of([p.regex for p in self._spec.patterns if p.include is not None])
 
     @classmethod
     def for_base_dir(cls, base_dir: str) -> Ignore:
@@ -72,7 +74,24 @@ class Ignore:
 
     def __call__(self, relpath: str) -> bool:
         """Whether the file at ``relpath`` (``/``-separated, relative to the base directory) is skipped."""
+        if self._any is not None and self._any(relpath) is None:
+            return False  # no rule matches it at all: the usual answer, found with one regular expression
         return self._spec.match_file(relpath)
+
+
+def _any_of(regexes: list[Any]) -> Callable[[str], Any] | None:
+    """One regular expression matching where any of ``regexes`` matches (their ``search``), or None when they cannot be
+    joined (other flags, back-references)."""
+    import re
+
+    if not regexes or any(r is None or "(?P=" in str(r.pattern) for r in regexes) or len({r.flags for r in regexes}) != 1:
+        return None
+    anchored = all(str(r.pattern).startswith("^") for r in regexes)
+    try:
+        joined = re.compile("|".join(f"(?:{re.sub(r'[(][?]P<[^>]*>', '(?:', str(r.pattern))})" for r in regexes), regexes[0].flags)
+    except re.error:
+        return None
+    return joined.match if anchored else joined.search
 
 
 def key_parts(key: str, prefix: str) -> tuple[str, ...] | None:

@@ -315,3 +315,25 @@ def test_a_push_with_the_overwrite_rule_lists_first(machine, bucket):
     a.store.push(a.dir)
     a.log.clear()
     assert a.store.push(a.dir).listed and a.log.operations == ["ListObjectsV2"]
+
+
+def test_every_pushed_key_is_the_one_save_would_use(machines, raw, bucket, make_bucket):
+    a, _ = machines
+    other = make_bucket()
+    a.store.map_base_directory_to_bucket(a.dir / "inner", other)  # a deeper mapping, to another bucket
+    deep = "sub/" + "/".join(["n" * 190] * 4)  # keys of files here are about 780 bytes before the name
+    for rel in ("x.txt", "sub/y.txt", "sub/z.txt", "inner/w.txt", "inner/deep/v.txt", f"{deep}/ok.txt", f"{deep}/{'m' * 250}"):
+        os.makedirs(os.path.dirname(a.dir / rel), exist_ok=True)
+        (a.dir / rel).write_text("data")
+    bad = os.path.join(a.dir, "sub", os.fsdecode(b"caf\xe9.txt"))  # not UTF-8: S3 cannot store its name
+    with open(bad, "w") as fh:
+        fh.write("data")
+    report = a.store.push(a.dir)
+    expected = {}
+    for path in report.uploaded:
+        res = a.store.resolve(path)
+        expected.setdefault(res.bucket, []).append(res.key)
+    assert sorted(expected[bucket]) == keys(raw, bucket) == [f"project/{deep}/ok.txt", "project/sub/y.txt", "project/sub/z.txt", "project/x.txt"]
+    assert sorted(expected[other]) == keys(raw, other) == ["inner/deep/v.txt", "inner/w.txt"]
+    skipped = dict(report.skipped)
+    assert "UTF-8" in skipped[bad] and "over S3's limit" in skipped[str(a.dir / deep / ("m" * 250))]

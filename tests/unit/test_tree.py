@@ -116,3 +116,20 @@ def test_a_pending_save_wins():
 )
 def test_actions(state, op, delete, expected):
     assert action(state, op, delete) is expected
+
+
+def test_the_quick_check_of_the_ignore_rules_gives_the_same_answers_as_the_rules_themselves():
+    import itertools
+
+    import pathspec
+
+    from s3bp.tree import DEFAULT_IGNORE
+
+    extra = ["*.log", "!keep.log", "build/", "/top-only.txt", "docs/**/draft-*", "!docs/**/draft-keep", "a?c.bin", "[xy]z.csv", "deep/dir/"]
+    rules = Ignore(extra)
+    assert rules._any is not None  # the quick check is in use
+    spec = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORE, *extra])
+    names = ["x.log", "keep.log", "top-only.txt", "draft-1", "draft-keep", "abc.bin", "xz.csv", "zz.csv", "f.tmp", "plain.bin", ".DS_Store"]
+    dirs = ["", "build/", "sub/", "docs/", "docs/a/b/", "sub/build/", "__pycache__/", "x/__pycache__/y/", "deep/dir/", "deep/"]
+    for d, n in itertools.product(dirs, names):
+        assert rules(d + n) == spec.match_file(d + n), d + n
