@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
-from .localfiles import file_md5, local_stat, sidecar
+from .localfiles import file_md5, is_temp, local_stat, sidecar
 from .progress import bar
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, needs_listing, reserved
 from .tree import RESERVED_PREFIX as TREE_RESERVED_PREFIX
@@ -539,6 +539,8 @@ def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, str, 
                     if not paths.contains(real_top, os.path.realpath(entry.path)):
                         skipped.append((entry.path, "a symlink pointing out of the directory; not followed"))
                         continue
+                if name.startswith(".s3bp-") and is_temp(name):
+                    continue  # a download being written beside its target: never pushed, whatever .s3bpignore re-includes
                 st = entry.stat()
             except OSError:
                 continue  # vanished, or a dangling link

@@ -199,13 +199,28 @@ class Placement:
     the target's suffixes. The replaced file keeps its permission bits; a new
     one gets the umask's. Use as a context manager: leaving it removes the
     directory and anything left in it.
+
+    With ``beside=True`` (for a writer that creates :attr:`tmp` exclusively,
+    ``open(tmp, "xb")``, as a download does), :attr:`tmp` is a fresh temp name
+    in the target's own directory instead: no private directory is made and
+    removed for each file, which a pull of many small files notices. Leaving
+    the context removes :attr:`tmp` if it is still there; a crash leaves a
+    temp file that :func:`sweep` removes later, as it removes a directory.
     """
 
-    def __init__(self, target: str, *, expect: object = ANY):
+    def __init__(self, target: str, *, expect: object = ANY, beside: bool = False):
         refuse_directory(target)
         self.target = target
         self._dest = _write_path(target)
         head, name = os.path.split(self._dest)
+        self._expect = expect
+        self._dir = ""
+        if beside:
+            if not os.path.isdir(head):
+                check_file_target(self._dest)  # a missing parent directory: make it (or say why not)
+            sweep_once(head)
+            self.tmp = os.path.join(head, temp_name(name, os.getpid(), uuid.uuid4().hex[:6]))
+            return
         try:
             try:
                 self._dir = _new_temp_dir(head, name)
@@ -216,13 +231,19 @@ class Placement:
             raise OSError(exc.errno, f"Cannot write a new version of {target} in {head}: {exc.strerror or exc}") from exc
         sweep_once(head)
         self.tmp = os.path.join(self._dir, shorten(name, _NAME_MAX - _S3TRANSFER_ROOM))
-        self._expect = expect
 
     def __enter__(self) -> Placement:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if not self._dir:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)  # not moved into place: a failed or refused download
+            return
+        try:
+            os.rmdir(self._dir)  # the usual case: the new version was moved out, leaving the directory empty
+        except OSError:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def written(self) -> bool:
         """Whether a file was written at :attr:`tmp`."""
@@ -298,6 +319,11 @@ def shorten(name: str, room: int) -> str:
         except UnicodeDecodeError:
             continue
     return os.fsdecode(stem) + tail
+
+
+def is_temp(name: str) -> bool:
+    """Whether ``name`` is an s3bp temp name (a save or download being written, see :func:`temp_name`)."""
+    return _TEMP.match(name) is not None
 
 
 def temp_is_stale(name: str, changed: float, now: float, *, alive: Callable[[int], bool] | None = None, host: str = _HOST) -> bool:

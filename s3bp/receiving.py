@@ -46,7 +46,7 @@ def receive(
         What was received, to be recorded for ``target``.
     """
     target = path if target is None else target
-    with Placement(target, expect=expect) as place:
+    with Placement(target, expect=expect, beside=True) as place:
         part_size = wire.fetch(first, bucket, key, place.tmp, progress=progress)
         stat = place.commit(mtime=first.last_modified)
     return SyncRecord(

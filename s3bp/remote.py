@@ -411,7 +411,7 @@ class Wire:
                     with open(dest, "rb") as done:
                         _copy(done, None, digest)
             else:
-                with open(dest, "wb") as out:
+                with open(dest, "xb") as out:  # a fresh name: created here, never through a link someone put there
                     _copy(body.stream, out, digest)
                     _check_length(where, "received", out.tell(), min(body.size, PROBE_BYTES) if body.ranged else body.size)
                     if out.tell() < body.size:

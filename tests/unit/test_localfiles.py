@@ -262,3 +262,23 @@ def test_the_spool_sweep_keeps_journaled_and_young_snapshots_and_removes_old_orp
         assert sorted(os.listdir(spool)) == sorted([journaled, young, "not-a-snapshot"])
     finally:
         db.close()
+
+
+def test_a_placement_beside_its_target_leaves_nothing_behind_and_never_writes_through_a_link(tmp_path):
+    with Placement(str(tmp_path / "new" / "f.txt"), beside=True) as place:  # a missing parent is made
+        assert os.path.dirname(place.tmp) == str(tmp_path / "new") and not os.path.exists(place.tmp)
+        with open(place.tmp, "xb") as f:
+            f.write(b"new")
+        place.commit(mtime=1_000_000_000)
+    assert os.listdir(tmp_path / "new") == ["f.txt"] and os.path.getmtime(tmp_path / "new" / "f.txt") == 1_000_000_000
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    with Placement(str(tmp_path / "g.txt"), beside=True) as place:
+        os.symlink(victim, place.tmp)  # planted at the temp name
+        with pytest.raises(FileExistsError):
+            open(place.tmp, "xb")
+    assert victim.read_text() == "precious" and sorted(os.listdir(tmp_path)) == ["new", "victim"]
+    with Placement(str(tmp_path / "h.txt"), beside=True) as place:
+        with open(place.tmp, "xb") as f:
+            f.write(b"half")  # a download that then fails: never committed
+    assert sorted(os.listdir(tmp_path)) == ["new", "victim"]
