@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import paths
-from .errors import S3bpError
+from .errors import InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord
 from .localfiles import from_stat, local_stat, sweep
 
@@ -207,6 +207,7 @@ class Cache:
     def loading(self, path: str) -> Iterator[None]:
         """Hold ``path``'s lock through a load and the read of its copy, then note the use; when the load downloaded
         and the cache is over its limits, evict (never ``path`` itself). A failed eviction is logged, never raised."""
+        self._make_way(path)  # before taking path's lock: a copy in the way may share its stripe
         before = local_stat(path)
         with self.holding(path):
             yield
@@ -221,6 +222,43 @@ class Cache:
     def holding(self, path: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lock of the cache file ``path`` (the one saves of it take): no eviction while it is held."""
         return self._locks.hold(path) if self._locks is not None else contextlib.nullcontext()
+
+    def _make_way(self, path: str) -> None:
+        """Evict the copies in the way of ``path``'s: that of ``s3://b/a`` when ``s3://b/a/k`` is loaded, or those under
+        ``a/`` when ``s3://b/a`` is (S3 holds both; one local tree cannot). The next load of theirs brings them back.
+
+        Raises
+        ------
+        InvalidPathError
+            When a copy in the way may not go (a pending upload, an edit), naming it and why.
+        """
+        blockers: list[str] = []
+        parent = os.path.dirname(path)
+        while paths.contains(self.root, parent) and parent != self.root:
+            if os.path.lexists(parent):
+                if stat_module.S_ISREG(os.lstat(parent).st_mode):
+                    blockers.append(parent)
+                break
+            parent = os.path.dirname(parent)
+        dirs: list[str] = []
+        if os.path.isdir(path) and not os.path.islink(path):
+            blockers += [p for p, _ in _walk(path, dirs)]
+        gone = []
+        for blocker in blockers:
+            outcome = self._evict(CachedFile(blocker, 0, 0.0))
+            if isinstance(outcome, str):
+                raise InvalidPathError(
+                    f"Cannot place the copy of {path}: the cache's file {blocker} is in the way and is kept ({outcome}). "
+                    f"Once it is safely in S3 (`s3bp flush`, `s3bp resolve`), the next load makes way; or load one of "
+                    f"the two objects through a mapped path."
+                )
+            gone.append(outcome)
+        if gone:
+            self._db.forget_cached(gone)
+        if os.path.isdir(path) and not os.path.islink(path):
+            for d in sorted({d for d, _, _ in os.walk(path)}, key=len, reverse=True):
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)  # only if empty
 
     def used(self, path: str, now: float | None = None) -> None:
         """Note a use of the cache file ``path`` (it goes last in the LRU order); nothing when it does not exist."""

@@ -146,3 +146,20 @@ def test_limits_too_large_for_a_number_are_clear_errors(value, isolated):
     s3bp.set_default_store(None)
     with pytest.raises(ConfigError, match="cache_max_size"):
         s3bp.cache_info()
+
+
+def test_keys_a_and_a_slash_b_in_one_bucket_both_load_in_turn(bucket, raw):
+    raw.put_object(Bucket=bucket, Key="a", Body=b"the file a")
+    raw.put_object(Bucket=bucket, Key="a/b", Body=b"the file a/b")
+    raw.put_object(Bucket=bucket, Key="a/c/d", Body=b"the file a/c/d")
+    read = lambda path: open(path, "rb").read()  # noqa: E731
+    for _ in range(2):  # one local tree cannot hold both: each load makes way for itself, the other comes back later
+        assert s3bp.load_object(f"s3://{bucket}/a", deserializer=read) == b"the file a"
+        assert s3bp.load_object(f"s3://{bucket}/a/b", deserializer=read) == b"the file a/b"
+        assert s3bp.load_object(f"s3://{bucket}/a/c/d", deserializer=read) == b"the file a/c/d"
+    s3bp.download_file(f"s3://{bucket}/a")
+    with open(s3bp.local_path(f"s3://{bucket}/a"), "ab") as f:
+        f.write(b", edited here")  # an edit in the way is never evicted: a clear error instead
+    with pytest.raises(InvalidPathError, match="in the way and is kept"):
+        s3bp.load_object(f"s3://{bucket}/a/b")
+    assert read(s3bp.local_path(f"s3://{bucket}/a")) == b"the file a, edited here"
