@@ -235,10 +235,14 @@ class Cache:
         blockers: list[str] = []
         parent = os.path.dirname(path)
         while paths.contains(self.root, parent) and parent != self.root:
-            if os.path.lexists(parent):
+            try:
                 if stat_module.S_ISREG(os.lstat(parent).st_mode):
                     blockers.append(parent)
                 break
+            except FileNotFoundError:
+                pass
+            except OSError:
+                break  # the load itself says what is wrong with the place
             parent = os.path.dirname(parent)
         dirs: list[str] = []
         if os.path.isdir(path) and not os.path.islink(path):
