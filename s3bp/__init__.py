@@ -6,6 +6,7 @@ from .api import (
     cache_clear,
     cache_info,
     cache_prune,
+    configure,
     download_file,
     flush,
     forget,
@@ -17,18 +18,23 @@ from .api import (
     ls,
     map_base_directory_to_bucket,
     pending_uploads,
+    prune,
     pull,
     push,
     remove_base_directory_mapping,
     resolve_conflict,
+    restore,
     save_dataframe,
     save_object,
     set_default_bucket,
     set_default_store,
     set_max_workers,
     sync,
+    tag,
     unset_default_bucket,
+    untag,
     upload_file,
+    versions,
 )
 from .errors import (
     ConflictError,
@@ -36,6 +42,7 @@ from .errors import (
     ObjectNotFoundError,
     S3bpError,
     UploadError,
+    VersioningError,
 )
 
 _LAZY = {
@@ -44,6 +51,7 @@ _LAZY = {
     "UploadFuture": "uploads",
     "FileState": "folders",
     "FolderReport": "folders",
+    "Version": "versioning",
     "formats": "serializers",
     "register_format": "serializers",
     "unregister_format": "serializers",
@@ -76,6 +84,7 @@ __all__ = [
     "cache_clear",
     "cache_info",
     "cache_prune",
+    "configure",
     "download_file",
     "flush",
     "forget",
@@ -102,6 +111,13 @@ __all__ = [
     "unregister_format",
     "unset_default_bucket",
     "upload_file",
+    "Version",
+    "VersioningError",
+    "prune",
+    "restore",
+    "tag",
+    "untag",
+    "versions",
 ]
 
 logging.getLogger("s3bp").addHandler(logging.NullHandler())

@@ -47,12 +47,12 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
         if isinstance(head, Head) and _same_settings(extra, dict(head.settings)) and holds(head, entry.spool, entry.size):
             # S3 holds exactly this save's bytes: an earlier attempt of it landed (its answer was lost, or the
             # process was killed before recording it). That is no conflict.
-            return _record(entry, head.etag)
+            return _record(entry, head.etag, head.version_id)
         latest = db.record(entry.path)
         current, newest = head.etag if isinstance(head, Head) else None, db.newest_upload(*entry.object_id)
         refusal = after_refusal(record=record, current_etag=current, latest=latest, newest_upload=newest, seq=entry.seq)
         if refusal is Refusal.SUPERSEDED and latest is not None:
-            outcome = Stored(latest.etag)
+            outcome = Stored(latest.etag, latest.version_id)
         elif refusal is not Refusal.CONFLICT:
             outcome = _put(wire, entry, extra, latest if refusal is Refusal.OVER_LATEST else None, conditional)
         if not isinstance(outcome, Stored):
@@ -60,7 +60,7 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
                 path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created,
                 changed_at=head.last_modified if isinstance(head, Head) else None, synced_at=record.verified_at,
             )  # fmt: skip
-    return _record(entry, outcome.etag)
+    return _record(entry, outcome.etag, outcome.version_id)
 
 
 def _same_settings(extra: dict[str, Any], told: dict[str, Any]) -> bool:
@@ -76,11 +76,11 @@ def _same_settings(extra: dict[str, Any], told: dict[str, Any]) -> bool:
     return True
 
 
-def _record(entry: JournalEntry, etag: str) -> SyncRecord:
-    """The sync record of an uploaded entry: S3 holds ``etag``, the file holds the snapshot's version."""
+def _record(entry: JournalEntry, etag: str, version_id: str | None) -> SyncRecord:
+    """The sync record of an uploaded entry: S3 holds ``etag`` (as version ``version_id``), the file holds the snapshot's version."""
     return SyncRecord(
         path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=etag,
-        size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq,
+        size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq, version_id=version_id,
     )  # fmt: skip
 
 
