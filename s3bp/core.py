@@ -89,8 +89,9 @@ class Store:
         cache_dir: str | os.PathLike[str] | None = None,
     ):
         self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
-        self.state_dir = Path(state_dir) if state_dir is not None else _config.state_dir()
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
+        # absolute now: a relative directory must not move with a later os.chdir (a notebook's)
+        self.state_dir = Path(os.path.abspath(state_dir if state_dir is not None else _config.state_dir()))
+        self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else cache_root()))
         self._lock = threading.RLock()
         self._connections = Connections(client)
         self._db: StateDB | None = None
