@@ -378,7 +378,7 @@ class Store:
         wire = self._wire(data)
         version_id, target = versioning.pinned_target(wire, self._index(), self.cache_dir, res.bucket, res.key, version)
         with self._cache(data).loading(target):
-            versioning.fetch_pinned(wire, res.bucket, res.key, version_id, target)
+            versioning.fetch_pinned(wire, self._index(), res.bucket, res.key, version_id, target)
             return target if read is None else deserialize(read, target)
 
     def versions(self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:

@@ -53,6 +53,8 @@ NULL = "null"
 #: How often a change of the names document is tried when other writers keep changing it.
 _NAME_ATTEMPTS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,199}")
+#: A string the managed cache keeps as it is in a copy's path (other characters are replaced there).
+_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 #: What ``version=`` takes: a version id, a name given with :func:`s3bp.tag`, or a time (the version current then).
 VersionSpec = Union[str, dt.datetime]
@@ -279,7 +281,7 @@ def pinned_copy(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: str,
     (for a datetime), and one GET of the version (more for a large one).
     """
     version_id, target = pinned_target(wire, db, cache_dir, bucket, key, version)
-    fetch_pinned(wire, bucket, key, version_id, target, progress=progress)
+    fetch_pinned(wire, db, bucket, key, version_id, target, progress=progress)
     return target
 
 
@@ -288,7 +290,7 @@ def pinned_target(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: st
     id's copy is there already; else what :func:`resolve` costs)."""
     if key_parts(key, "") is None:
         raise InvalidPathError(f"Cannot keep a copy of s3://{bucket}/{key}: the key is not a safe relative path.")
-    if isinstance(version, str) and version and version != NULL:
+    if isinstance(version, str) and _ID.fullmatch(version) and version not in (NULL, ".", ".."):  # its copy's directory is named as it is
         cached = version_copy_path(cache_dir, wire.endpoint, bucket, key, version)
         if cached.is_file():
             return version, str(cached)
@@ -296,16 +298,29 @@ def pinned_target(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: st
     return version_id, str(version_copy_path(cache_dir, wire.endpoint, bucket, key, version_id))
 
 
-def fetch_pinned(wire: Wire, bucket: str, key: str, version_id: str, target: str, *, progress: bool | None = None) -> None:
-    """Download version ``version_id`` to its copy ``target`` unless it is there (a ``null`` version always: it can change)."""
-    if version_id != NULL and os.path.isfile(target):
+def fetch_pinned(
+    wire: Wire, db: StateDB, bucket: str, key: str, version_id: str, target: str, *, progress: bool | None = None
+) -> None:
+    """Download version ``version_id`` to its copy ``target`` unless an intact copy is there (see :func:`intact`).
+
+    A ``null`` version is always downloaded: it can change in place.
+    """
+    if version_id != NULL and intact(db, wire.endpoint, bucket, key, version_id, target):
         return
     first = wire.get(bucket, key, version_id=version_id)
     if not isinstance(first, Body):
         raise _missing(wire, bucket, key, version_id)
-    receive(wire, target, bucket, key, first, progress=progress)
+    record = receive(wire, target, bucket, key, first, progress=progress)
     with contextlib.suppress(OSError):
         os.chmod(target, 0o444)  # a version never changes: its copy is not for editing
+    db.put_record(record, best_effort=True)  # what the copy's bytes were, to tell an edited copy from an intact one
+
+
+def intact(db: StateDB, endpoint: str, bucket: str, key: str, version_id: str, target: str) -> bool:
+    """Whether ``target`` is the copy of that version as it was downloaded: its sync record says so and its size and
+    mtime are unchanged since (no request). A copy edited, truncated, or without a record is not."""
+    record = db.record(target)
+    return record is not None and record.version_id == version_id and record.describes(local_stat(target), endpoint, bucket, key)
 
 
 def list_versions(wire: Wire, bucket: str, key: str) -> list[Version]:
