@@ -142,13 +142,32 @@ def to_prune(
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can name a version (letters, digits and ``. _ : @ + = / -``, up to 200), else raise."""
+    """``name`` if it can name a version (letters, digits and ``. _ : @ + = / -``, up to 200), else raise.
+
+    Refused too: ``null`` (the id S3 gives a version written without
+    versioning) and what ``s3bp --version`` reads as a time (``2024-05-01``,
+    ``2024-05-01T12:00``): ``version=`` would not mean the name.
+    """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgumentError(
             f"{name!r} cannot name a version: use 1-200 letters, digits and . _ : @ + = / - (starting with a letter or digit), "
             f"e.g. 'prod' or a git commit."
         )
+    if name == NULL or looks_like_time(name):
+        raise InvalidArgumentError(
+            f"{name!r} cannot name a version: it would be read as "
+            f"{'the id of a version written without versioning' if name == NULL else 'a time'}. Choose another name, e.g. 'prod-{name}'."
+        )
     return name
+
+
+def looks_like_time(text: str) -> bool:
+    """Whether the command line reads ``text`` (a ``--version``/VERSION argument) as an ISO time rather than an id or a name."""
+    try:
+        dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return False
+    return "T" in text or " " in text or len(text) == 10
 
 
 def names_key(key: str) -> str:
@@ -420,6 +439,10 @@ def tag(wire: Wire, db: StateDB, bucket: str, key: str, name: str, version: Vers
     conditional PUT of the names.
     """
     check_name(name)
+    if isinstance(wire.head(bucket, key, version_id=name), Head):  # version="NAME" would load that version, not the name's
+        raise InvalidArgumentError(
+            f"{name!r} cannot name a version of s3://{bucket}/{key}: it is the id of one of its versions. Choose another name."
+        )
     if version is None:
         head = wire.head(bucket, key)
         if isinstance(head, Missing):

@@ -8,6 +8,8 @@ import stat
 
 import pytest
 
+from s3bp.errors import InvalidArgumentError
+
 
 @pytest.fixture
 def versioned(make_bucket, raw):
@@ -45,3 +47,19 @@ def test_an_edited_or_truncated_pinned_copy_is_fetched_again(two):
     b.log.clear()
     assert b.store.load_object(pb, version=ids[0]) == "v1"
     assert b.log.operations == []  # an intact copy still costs nothing
+
+
+def test_a_name_can_never_stand_for_another_version_than_it_says(two):
+    a, b = two
+    pa, pb = a.root / "data.pkl", b.root / "data.pkl"
+    ids = save_three(a, pa)
+    with pytest.raises(InvalidArgumentError, match="is the id of one of its versions"):
+        a.store.tag(pa, ids[0], ids[2])  # version=ids[0] would then load v3 on one machine, v1 where v1 is cached
+    assert b.store.load_object(pb, version=ids[0]) == "v1"
+    for name in ("null", "2024-05-01", "2024-05-01T12:00"):  # the id of an unversioned write; what the CLI reads as a time
+        with pytest.raises(InvalidArgumentError, match="cannot name a version"):
+            a.store.tag(pa, name)
+    assert a.store.versions(pa)[0].names == ()
+    a.log.clear()
+    assert a.store.tag(pa, "prod") == ids[2]
+    assert a.log.operations == ["HeadObject", "HeadObject", "GetObject", "PutObject"]  # is it an id, the latest, the names, write

@@ -67,9 +67,9 @@ def test_names_round_trip_and_checks():
     assert parse_names(names_document(names), "x") == names
     assert names_key("dir/f.pkl") == ".s3bp/names/dir/f.pkl.json" and reserved(names_key("f"))
     assert not reserved("data/.s3bp/x") and reserved(".s3bp/names/x.json")
-    for good in ("prod", "v1.2", "2024-05-01", "a" * 200, "release/42", "e83c5163316f89bfbde7d9ab23ca2e25604af290"):
+    for good in ("prod", "v1.2", "prod-2024-05-01", "20240501", "a" * 200, "release/42", "e83c5163316f89bfbde7d9ab23ca2e25604af290"):
         assert check_name(good) == good
-    for bad in ("", " prod", "has space", "-x", "a" * 201, "tab\t", 42):
+    for bad in ("", " prod", "has space", "-x", "a" * 201, "tab\t", 42, "null", "2024-05-01", "2024-05-01T12:00", "2024-05-01T12:00Z"):
         with pytest.raises(InvalidArgumentError):
             check_name(bad)  # type: ignore[arg-type]
     with pytest.raises(S3bpError, match="cannot be read"):
