@@ -185,9 +185,19 @@ def parse_names(data: bytes, where: str) -> dict[str, str]:
         raise S3bpError(f"The names document {where} cannot be read ({exc}). Delete it to start afresh (names are then lost).") from exc
 
 
-def names_document(names: dict[str, str]) -> bytes:
-    """The JSON document that stores ``names``."""
-    body = {"format": 1, "names": {n: {"version_id": v} for n, v in sorted(names.items())}}
+def parse_pruning(data: bytes) -> frozenset[str]:
+    """The version ids a prune is deleting, from a names document (see :func:`prune`); empty when it has none."""
+    try:
+        return frozenset(str(v) for v in json.loads(data.decode("utf-8")).get("pruning", ()))
+    except (ValueError, TypeError, AttributeError):
+        return frozenset()
+
+
+def names_document(names: dict[str, str], pruning: Iterable[str] = ()) -> bytes:
+    """The JSON document that stores ``names`` (and the ids a prune is deleting: no name may be given to them)."""
+    body: dict[str, object] = {"format": 1, "names": {n: {"version_id": v} for n, v in sorted(names.items())}}
+    if pruning:
+        body["pruning"] = sorted(pruning)
     return (json.dumps(body, indent=1) + "\n").encode("utf-8")
 
 
@@ -226,28 +236,43 @@ def _missing(wire: Wire, bucket: str, key: str, version_id: str) -> S3bpError:
 
 def read_names(wire: Wire, bucket: str, key: str) -> tuple[dict[str, str], str | None]:
     """The names of ``key``'s versions and the ETag of their document (None: there is none); one GET."""
+    names, _, etag = _read_document(wire, bucket, key)
+    return names, etag
+
+
+def _read_document(wire: Wire, bucket: str, key: str) -> tuple[dict[str, str], frozenset[str], str | None]:
+    """The names document of ``key``: its names, the ids being pruned, and its ETag (None: there is none); one GET."""
     got = wire.get_bytes(bucket, names_key(key))
     if isinstance(got, Missing):
-        return {}, None
+        return {}, frozenset(), None
     data, etag = got
-    return parse_names(data, f"s3://{bucket}/{names_key(key)}"), etag
+    return parse_names(data, f"s3://{bucket}/{names_key(key)}"), parse_pruning(data), etag
+
+
+#: A change of the names document: (names, ids being pruned) -> the new (names, ids being pruned).
+_Change = Callable[[dict[str, str], frozenset[str]], tuple[dict[str, str], frozenset[str]]]
 
 
 def change_names(wire: Wire, bucket: str, key: str, change: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]:
     """Apply ``change`` to the names of ``key``'s versions: a GET and a conditional PUT, again if another writer came between."""
+    return _change_document(wire, bucket, key, lambda names, pruning: (change(names), pruning))[0]
+
+
+def _change_document(wire: Wire, bucket: str, key: str, change: _Change) -> tuple[dict[str, str], frozenset[str]]:
+    """Apply ``change`` to the names document of ``key``: a GET and a conditional PUT, again if another writer came between."""
     where = names_key(key)
     for _ in range(_NAME_ATTEMPTS):
-        names, etag = read_names(wire, bucket, key)
-        new = change(dict(names))
-        if new == names:
-            return new
-        outcome = wire.put_bytes(bucket, where, names_document(new), if_match=etag, if_none_match=etag is None)
+        names, pruning, etag = _read_document(wire, bucket, key)
+        new, new_pruning = change(dict(names), pruning)
+        if (new, new_pruning) == (names, pruning):
+            return new, new_pruning
+        outcome = wire.put_bytes(bucket, where, names_document(new, new_pruning), if_match=etag, if_none_match=etag is None)
         if isinstance(outcome, Stored):
-            return new
+            return new, new_pruning
         if outcome.code == "501":  # the store cannot do conditional writes: last writer wins
             logger.warning("s3bp: %s cannot write s3://%s/%s conditionally; writing it unconditionally", wire.endpoint, bucket, where)
-            wire.put_bytes(bucket, where, names_document(new))
-            return new
+            wire.put_bytes(bucket, where, names_document(new, new_pruning))
+            return new, new_pruning
     raise ConflictError(
         f"Could not change the names of s3://{bucket}/{key}: other writers kept changing s3://{bucket}/{where}. Try again.",
         None, bucket, key,
@@ -434,9 +459,11 @@ def _is_recorded(latest: Head | None, record: SyncRecord) -> bool:
 def tag(wire: Wire, db: StateDB, bucket: str, key: str, name: str, version: VersionSpec | None = None) -> str:
     """Give a version (default: the latest) the name ``name``; return its version id.
 
-    Requests: a HEAD (of the latest, or of the version to check it exists),
-    plus what :func:`resolve` costs for a given version, a GET and a
-    conditional PUT of the names.
+    Requests: a HEAD to check that ``name`` is no version id, a HEAD (of
+    the latest, or of the version to check it exists), plus what
+    :func:`resolve` costs for a given version, a GET and a conditional PUT
+    of the names, and a HEAD of the version after (a prune may have deleted
+    it meanwhile: then the name is taken back and ObjectNotFoundError raised).
     """
     check_name(name)
     if isinstance(wire.head(bucket, key, version_id=name), Head):  # version="NAME" would load that version, not the name's
@@ -458,7 +485,23 @@ def tag(wire: Wire, db: StateDB, bucket: str, key: str, name: str, version: Vers
             f"Cannot name that version of s3://{bucket}/{key}: it was written while versioning was off (its id is 'null'), "
             f"so the next such write replaces it in place. Save the object again with versioning on, then tag it."
         )
-    change_names(wire, bucket, key, lambda names: {**names, name: version_id})
+
+    def give(names: dict[str, str], pruning: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+        if version_id in pruning:
+            raise ConflictError(
+                f"Cannot name version {version_id} of s3://{bucket}/{key}: a prune is deleting it. Name another version. "
+                f"(If no prune is running, one stopped part way: run `s3bp prune` on the file again to finish it.)",
+                None, bucket, key,
+            )  # fmt: skip
+        return {**names, name: version_id}, pruning
+
+    _change_document(wire, bucket, key, give)
+    if isinstance(wire.head(bucket, key, version_id=version_id), Missing):  # deleted (pruned) while the name was being written
+        change_names(wire, bucket, key, lambda names: {n: v for n, v in names.items() if not (n == name and v == version_id)})
+        raise ObjectNotFoundError(
+            f"Cannot name version {version_id} of s3://{bucket}/{key}: it was deleted (by a prune?) while it was being named. "
+            f"List its versions with `s3bp versions PATH`."
+        )
     return version_id
 
 
@@ -480,16 +523,39 @@ def prune(
 ) -> list[Version]:
     """Delete old non-current versions of ``key`` (see :func:`to_prune`); return them (with ``dry_run``, those it would delete).
 
+    Versions to delete are first claimed in the names document (a
+    conditional PUT over the names read), so that a name given to one of them
+    at the same time either stops the prune from deleting it or is refused.
+
     Requests: a ListObjectVersions, a GET of the names, and (unless
-    ``dry_run``) one DeleteObjects per 1000 versions.
+    ``dry_run``, when there is something to delete) the claim's PUT, one
+    DeleteObjects per 1000 versions, and a GET and PUT to drop the claim.
     """
     listing = wire.list_versions(bucket, key)
     mine = of_key(listing.versions, key)
     _check_listing(wire, bucket, mine, f"prune the versions of s3://{bucket}/{key}")
-    names, _ = read_names(wire, bucket, key)
-    doomed = to_prune(mine, names.values(), keep=keep, older_than=older_than, now=listing.server_time)
-    if doomed and not dry_run:
-        wire.delete_versions(bucket, [(key, v.version_id) for v in doomed])
+    listed = {v.version_id for v in mine}
+    for _ in range(_NAME_ATTEMPTS):
+        names, pruning, etag = _read_document(wire, bucket, key)
+        doomed = to_prune(mine, names.values(), keep=keep, older_than=older_than, now=listing.server_time)
+        if not doomed or dry_run:
+            return _described(doomed, names)
+        ids = frozenset(v.version_id for v in doomed)
+        # Claim them first, over the names just read: a name given since then makes this PUT fail (and the prune
+        # look again); a name asked for after it sees the claim and is refused. Claims of versions gone are dropped.
+        claim = names_document(names, (pruning & listed) | ids)
+        outcome = wire.put_bytes(bucket, names_key(key), claim, if_match=etag, if_none_match=etag is None)
+        if isinstance(outcome, Refused) and outcome.code == "501":
+            wire.put_bytes(bucket, names_key(key), claim)  # no conditional writes: a name given meanwhile is not seen
+        elif isinstance(outcome, Refused):
+            continue
+        break
+    else:
+        raise ConflictError(
+            f"Not pruned: other writers kept changing the names of s3://{bucket}/{key}. Try again.", None, bucket, key
+        )
+    wire.delete_versions(bucket, [(key, v.version_id) for v in doomed])
+    _change_document(wire, bucket, key, lambda names, pruning: (names, pruning - ids))
     return _described(doomed, names)
 
 

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from s3bp.errors import InvalidArgumentError
+from s3bp.errors import ConflictError, InvalidArgumentError, ObjectNotFoundError
 
 
 @pytest.fixture
@@ -62,4 +62,61 @@ def test_a_name_can_never_stand_for_another_version_than_it_says(two):
     assert a.store.versions(pa)[0].names == ()
     a.log.clear()
     assert a.store.tag(pa, "prod") == ids[2]
-    assert a.log.operations == ["HeadObject", "HeadObject", "GetObject", "PutObject"]  # is it an id, the latest, the names, write
+    assert a.log.operations == ["HeadObject", "HeadObject", "GetObject", "PutObject", "HeadObject"]  # is it an id, the latest,
+    # the names, write them, is that version still there (a prune may have deleted it meanwhile)
+
+
+def _once(client, event, action, skip=0):
+    """Run ``action`` when ``client`` is about to send ``event`` (on the names document, for object calls) after ``skip`` such."""
+    done = []
+    seen = []
+
+    def hook(params, **kwargs):
+        if not done and (".s3bp/names/" in params.get("Key", "") or "Key" not in params):
+            seen.append(1)
+            if len(seen) > skip:
+                done.append(action())
+
+    client.meta.events.register(f"before-parameter-build.s3.{event}", hook)
+    return done
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_a_name_given_while_a_prune_claims_stops_the_prune(two):
+    a, b = two
+    pa, pb = a.root / "data.pkl", b.root / "data.pkl"
+    ids = save_three(a, pa)
+    _once(a.store.client(), "PutObject", lambda: b.store.tag(pb, "keep-me", ids[0]))  # b names v1 just before a's claim
+    gone = a.store.prune(pa, keep=1, dry_run=False)
+    assert [v.version_id for v in gone] == [ids[1]]
+    assert b.store.load_object(pb, version="keep-me") == "v1"
+
+
+def test_a_name_asked_for_during_a_prune_is_refused(two):
+    a, b = two
+    pa, pb = a.root / "data.pkl", b.root / "data.pkl"
+    ids = save_three(a, pa)
+    refused = _once(a.store.client(), "DeleteObjects", lambda: _raised(lambda: b.store.tag(pb, "keep-me", ids[0])))
+    a.log.clear()
+    assert [v.version_id for v in a.store.prune(pa, keep=1, dry_run=False)] == [ids[1], ids[0]]
+    assert a.log.operations == ["ListObjectVersions", "GetObject", "PutObject", "DeleteObjects", "GetObject", "PutObject"]
+    assert isinstance(refused[0], ConflictError) and "a prune is deleting it" in str(refused[0])
+    assert [(v.version_id, v.names) for v in a.store.versions(pa)] == [(ids[2], ())]  # no name of a deleted version
+    assert b.store.tag(pb, "prod") == ids[2]  # the claim is gone once the prune is done
+
+
+def test_a_name_written_after_a_whole_prune_is_taken_back(two):
+    a, b = two
+    pa, pb = a.root / "data.pkl", b.root / "data.pkl"
+    ids = save_three(a, pa)
+    _once(b.store.client(), "GetObject", lambda: a.store.prune(pa, keep=1, dry_run=False), skip=1)  # after b checked v1 exists
+    with pytest.raises(ObjectNotFoundError, match="deleted .by a prune"):
+        b.store.tag(pb, "keep-me", ids[0])
+    assert [(v.version_id, v.names) for v in a.store.versions(pa)] == [(ids[2], ())]
