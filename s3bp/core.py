@@ -244,6 +244,7 @@ class Store:
         self, data: dict[str, Any], *, path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
+        versioning.check_writable(path, bucket, key)
         _, queue = self._state()
         wire = self._wire(data)
         try:

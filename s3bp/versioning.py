@@ -39,7 +39,7 @@ from .freshness import SyncRecord, record_of
 from .localfiles import local_stat
 from .receiving import receive
 from .remote import Body, Head, Missing, ObjectVersion, Refused, Stored, Wire
-from .tree import RESERVED_PREFIX, Remote, key_parts
+from .tree import RESERVED_PREFIX, Remote, key_parts, reserved
 
 if TYPE_CHECKING:
     from .index import StateDB
@@ -199,6 +199,15 @@ def names_document(names: dict[str, str], pruning: Iterable[str] = ()) -> bytes:
     if pruning:
         body["pruning"] = sorted(pruning)
     return (json.dumps(body, indent=1) + "\n").encode("utf-8")
+
+
+def check_writable(path: str, bucket: str, key: str) -> None:
+    """Refuse a save of ``path`` to a key under s3bp's reserved prefix (it would replace the names of versions)."""
+    if reserved(key):
+        raise InvalidPathError(
+            f"Cannot save {path} to s3://{bucket}/{key}: keys under {RESERVED_PREFIX} hold s3bp's names of versions, "
+            f"and a save there would replace them. Save it under another name or directory."
+        )
 
 
 def versioning_error(bucket: str, doing: str = "use older versions") -> VersioningError:

@@ -8,7 +8,9 @@ import stat
 
 import pytest
 
-from s3bp.errors import ConflictError, InvalidArgumentError, ObjectNotFoundError
+from s3bp.errors import ConflictError, InvalidArgumentError, InvalidPathError, ObjectNotFoundError
+
+from ..support import body
 
 
 @pytest.fixture
@@ -120,3 +122,23 @@ def test_a_name_written_after_a_whole_prune_is_taken_back(two):
     with pytest.raises(ObjectNotFoundError, match="deleted .by a prune"):
         b.store.tag(pb, "keep-me", ids[0])
     assert [(v.version_id, v.names) for v in a.store.versions(pa)] == [(ids[2], ())]
+
+
+def test_nothing_is_saved_over_the_names_of_versions(machine, versioned, raw):
+    m = machine("m", folder=".s3bp", bucket=versioned, default_bucket=versioned)  # a mapped directory named .s3bp
+    path = m.root / "thing.pkl"
+    m.store.save_object("x", path, wait=True)
+    m.store.tag(path, "prod")
+    names = body(raw, versioned, ".s3bp/names/thing.pkl.json")
+    url = f"s3://{versioned}/.s3bp/names/thing.pkl.json"
+    for save in (
+        lambda: m.store.save_object("clobber", url, wait=True),
+        lambda: m.store.save_object("clobber", m.dir / "names" / "thing.pkl.json", wait=True),
+        lambda: m.store.upload_file(m.write("names/thing.pkl.json", "clobber"), wait=True),
+    ):
+        with pytest.raises(InvalidPathError, match=r"Cannot save .* keys under \.s3bp/ hold s3bp's names of versions") as info:
+            save()
+        assert versioned in str(info.value)
+    m.store.flush()
+    assert body(raw, versioned, ".s3bp/names/thing.pkl.json") == names and m.store.pending_uploads() == []
+    assert m.store.load_object(path, version="prod") == "x"
