@@ -426,7 +426,7 @@ class Store:
         """Delete old non-current versions (never the latest or a named one); see :func:`s3bp.prune`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        age = older_than.total_seconds() if older_than is not None else None
+        age = versioning.age_seconds(older_than)
         return versioning.prune(self._wire(data), res.bucket, res.key, keep=keep, older_than=age, dry_run=dry_run)
 
     def bucket_versioning(self, bucket: str, enable: bool | None = None) -> str:

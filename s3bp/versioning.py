@@ -76,6 +76,15 @@ class Version:
 # -- pure decisions ------------------------------------------------------------
 
 
+def age_seconds(older_than: dt.timedelta | None) -> float | None:
+    """The seconds of a prune's ``older_than`` (a :class:`~datetime.timedelta`), or None."""
+    if older_than is None:
+        return None
+    if not isinstance(older_than, dt.timedelta):
+        raise InvalidArgumentError(f"older_than must be a datetime.timedelta (e.g. timedelta(days=30)), got {older_than!r}.")
+    return older_than.total_seconds()
+
+
 def timestamp(when: dt.datetime) -> float:
     """Seconds since the epoch of ``when`` (a naive datetime is local time, as :meth:`datetime.timestamp` reads it)."""
     if not isinstance(when, dt.datetime):
@@ -237,6 +246,11 @@ def _missing(wire: Wire, bucket: str, key: str, version_id: str) -> S3bpError:
     """Why version ``version_id`` could not be read: no versioning in the bucket (one request to ask), or no such version."""
     if wire.versioning(bucket) == "":
         return versioning_error(bucket, f"read version {version_id} of s3://{bucket}/{key}")
+    if any(v.version_id == version_id and v.is_delete_marker for v in of_key(wire.list_versions(bucket, key).versions, key)):
+        return ObjectNotFoundError(
+            f"Version {version_id} of s3://{bucket}/{key} is a delete marker (the object was deleted then), not saved bytes: "
+            f"there is nothing to load or restore. Pick the version below it in `s3bp versions PATH`."
+        )
     return ObjectNotFoundError(
         f"s3://{bucket}/{key} has no version {version_id!r} (nor a name {version_id!r}). "
         f"List its versions with `s3bp versions PATH` or s3bp.versions(path)."
@@ -518,6 +532,8 @@ def untag(wire: Wire, bucket: str, key: str, name: str) -> None:
     """Remove the name ``name`` from ``key``'s versions (the version itself stays); a GET and a conditional PUT."""
 
     def drop(names: dict[str, str]) -> dict[str, str]:
+        if not names:
+            require_versioning(wire, bucket, f"remove a name of s3://{bucket}/{key}")
         if name not in names:
             known = ", ".join(sorted(names)) or "none"
             raise InvalidArgumentError(f"{name!r} names no version of s3://{bucket}/{key} (its names: {known}).")

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from s3bp.errors import ConflictError, InvalidArgumentError, InvalidPathError, ObjectNotFoundError
+from s3bp.errors import ConflictError, InvalidArgumentError, InvalidPathError, ObjectNotFoundError, VersioningError
 
 from ..support import body
 
@@ -142,3 +142,34 @@ def test_nothing_is_saved_over_the_names_of_versions(machine, versioned, raw):
     m.store.flush()
     assert body(raw, versioned, ".s3bp/names/thing.pkl.json") == names and m.store.pending_uploads() == []
     assert m.store.load_object(path, version="prod") == "x"
+
+
+def test_a_delete_marker_is_named_as_such(two, raw, versioned):
+    a, b = two
+    pa, pb = a.root / "data.pkl", b.root / "data.pkl"
+    ids = save_three(a, pa)
+    raw.delete_object(Bucket=versioned, Key="data.pkl")
+    marker = a.store.versions(pa)[0]
+    assert marker.is_delete_marker
+    for call in (
+        lambda: a.store.restore(pa, marker.version_id, conflict="overwrite"),
+        lambda: b.store.load_object(pb, version=marker.version_id),
+    ):
+        with pytest.raises(ObjectNotFoundError, match="is a delete marker") as info:
+            call()
+        assert f"s3://{versioned}/data.pkl" in str(info.value)
+    with pytest.raises(ObjectNotFoundError, match=f"has no version '{ids[0]}x'"):
+        b.store.load_object(pb, version=ids[0] + "x")
+    assert a.store.restore(pa, ids[0], conflict="overwrite") == str(pa) and b.store.load_object(pb) == "v1"
+
+
+def test_prune_and_untag_arguments_and_an_unversioned_bucket(machine, bucket, versioned):
+    m = machine("solo", default_bucket=bucket)
+    path = m.root / "data.pkl"
+    m.store.save_object("v1", path, wait=True)
+    with pytest.raises(VersioningError) as info:
+        m.store.untag(path, "prod")
+    assert repr(bucket) in str(info.value) and f"s3bp versioning {bucket} --enable" in str(info.value)
+    for bad in (30, 1.5, "30d"):
+        with pytest.raises(InvalidArgumentError, match="older_than must be a datetime.timedelta"):
+            m.store.prune(path, older_than=bad, bucket_name=versioned)
