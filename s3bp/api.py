@@ -292,6 +292,30 @@ def remove_base_directory_mapping(directory: str | os.PathLike[str]) -> None:
     get_default_store().remove_base_directory_mapping(directory)
 
 
+def configure(**settings: Any) -> dict[str, Any]:
+    """Change settings in the config file, each checked as the file's are; None sets one back to its default.
+
+    Any key of the config file: ``default_bucket``, ``endpoint_url``, ``profile``,
+    ``region``, ``max_age``, ``max_workers``, ``conflict``, ``offline``, ... (see
+    the README's Configuration section). All are checked before any is written.
+
+    Returns
+    -------
+    dict
+        Every setting, as now in effect.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown setting or a wrong value; nothing is written then.
+
+    Examples
+    --------
+    >>> s3bp.configure(endpoint_url="http://localhost:9000", max_age=60)  # doctest: +SKIP
+    """
+    return get_default_store().configure(**settings)
+
+
 def set_max_workers(n: int) -> None:
     """Use ``n`` background upload threads (persisted); nothing queued is dropped."""
     get_default_store().set_max_workers(n)

@@ -40,11 +40,12 @@ from .errors import (
     StateError,
 )
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
-from .localfiles import LOCAL_SUFFIX, Placement, local_stat, refuse_directory, set_aside, sidecar
+from .localfiles import LOCAL_SUFFIX, Placement, drop_sidecar, local_stat, refuse_directory, set_aside, sidecar
 from .receiving import download, receive
 from .remote import Connections, Wire
 from .sending import send_entry
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
+from .tree import REMOTE_SUFFIX
 
 if TYPE_CHECKING:
     import datetime
@@ -573,6 +574,7 @@ class Store:
                 raise ObjectNotFoundError(f"Cannot keep the local version of {res.path}: no such file.")
             options = self._options(data, "overwrite", None)
             self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=True).result()
+            drop_sidecar(res.path, REMOTE_SUFFIX)  # the S3 version a sync put beside it was just replaced
             return
         db, queue = self._state()
         aside = sidecar(res.path, LOCAL_SUFFIX)
@@ -660,6 +662,21 @@ class Store:
     def remove_base_directory_mapping(self, directory: str | os.PathLike[str]) -> None:
         """Remove the mapping of ``directory`` (persisted); a no-op if it is not mapped."""
         self.config.unmap_directory(directory)
+
+    def check_bucket(self, bucket: str) -> S3bpError | None:
+        """What is wrong with ``bucket`` on the configured endpoint (missing, denied, unreachable), or None: one request."""
+        try:
+            self._wire(self.settings()).check_bucket(bucket)
+        except S3bpError as exc:
+            return exc
+        return None
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings (persisted; None: back to the default) and return them all; see :func:`s3bp.configure`."""
+        written = self.config.set(settings)
+        if "max_workers" in settings and self._queue is not None:
+            self._queue.resize(written["max_workers"])
+        return written
 
     # -- lifetime -----------------------------------------------------------------
 

@@ -649,6 +649,21 @@ class Wire:
             return Stored(resp["ETag"], resp.get("VersionId"))
         return Refused(seen.code)
 
+    def check_bucket(self, bucket: str) -> None:
+        """One HEAD request: return if ``bucket`` exists and may be used, else raise what is wrong.
+
+        Raises
+        ------
+        BucketNotFoundError, AccessDeniedError, CredentialsError, EndpointError
+        """
+        with _errors("check", bucket, "", expected=_MISSING_CODES + ("NoSuchBucket",)):
+            self.client.head_bucket(Bucket=bucket)
+            return
+        raise BucketNotFoundError(f"Bucket {bucket!r} does not exist on {self.endpoint}.").with_remedy(
+            "Create it, or check its name and the endpoint_url and region settings.",
+            f"Create it (e.g. `aws s3 mb s3://{bucket}`), or check its name and the endpoint and region in `s3bp config`.",
+        )
+
     def _transfer(self, threaded: bool = True) -> Any:
         """The s3transfer manager on this client: multipart, concurrent parts, memory bounded by part size."""
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
