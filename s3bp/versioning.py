@@ -162,7 +162,7 @@ def check_name(name: str) -> str:
             f"{name!r} cannot name a version: use 1-200 letters, digits and . _ : @ + = / - (starting with a letter or digit), "
             f"e.g. 'prod' or a git commit."
         )
-    if name == NULL or looks_like_time(name):
+    if name == NULL or time_argument(name) is not None:
         raise InvalidArgumentError(
             f"{name!r} cannot name a version: it would be read as "
             f"{'the id of a version written without versioning' if name == NULL else 'a time'}. Choose another name, e.g. 'prod-{name}'."
@@ -170,13 +170,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def looks_like_time(text: str) -> bool:
-    """Whether the command line reads ``text`` (a ``--version``/VERSION argument) as an ISO time rather than an id or a name."""
+def time_argument(text: str) -> dt.datetime | None:
+    """The time a command-line ``--version``/VERSION argument names (an ISO time such as ``2024-05-01T12:00Z``), else None (an id or a name)."""
     try:
-        dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
-        return False
-    return "T" in text or " " in text or len(text) == 10
+        return None
+    return when if ("T" in text or " " in text or len(text) == 10) else None
 
 
 def names_key(key: str) -> str:
