@@ -57,6 +57,7 @@ def save_object(
     *,
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> UploadFuture:
     """Write ``obj`` to ``filepath`` and upload it to S3.
 
@@ -83,11 +84,17 @@ def save_object(
         Upload arguments such as ``ContentType``, ``StorageClass``,
         ``ServerSideEncryption``, ``SSEKMSKeyId``; added to the ``upload_args``
         config key. Only s3transfer's allowed upload arguments are accepted.
+        They win over s3bp's own ContentType and metadata.
+    metadata
+        Your own ``x-amz-meta-*`` keys and values (ASCII), stored with the
+        object beside s3bp's (format, s3bp version); at most S3's 2 KB in all.
 
     Returns
     -------
     UploadFuture
-        Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`).
+        Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`);
+        its ``unchanged`` is then True when S3 already held these bytes from
+        this machine's last sync, so nothing was uploaded.
 
     Raises
     ------
@@ -95,12 +102,15 @@ def save_object(
         When no bucket is given, mapped or set as default (before anything is written).
     SerializationError
         When the serializer raises or writes nothing; the previous file is left intact.
+    InvalidArgumentError
+        For unusable ``metadata`` or ``extra_args`` (before anything is written).
     UploadError
         With ``wait=True``, when the upload fails.
     """
     return get_default_store().save_object(
-        obj, filepath, bucket_name=bucket_name, serializer=serializer, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args
-    )
+        obj, filepath, bucket_name=bucket_name, serializer=serializer, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args,
+        metadata=metadata,
+    )  # fmt: skip
 
 
 def load_object(
@@ -162,13 +172,15 @@ def save_dataframe(
     *,
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
     **writer_kwargs: Any,
 ) -> UploadFuture:
     """Write a DataFrame (pandas, or polars through polars' writers) in a registered format and upload it.
 
     ``format`` is a format name (case-insensitive); default: the format
     registered for the file's suffix, else ``"csv"``. ``writer_kwargs`` go to
-    the format's writer. Other parameters are as for :func:`save_object`.
+    the format's writer. The object's metadata records the format and the
+    DataFrame's rows and columns. Other parameters are as for :func:`save_object`.
     """
     return get_default_store().save_dataframe(
         df,
@@ -179,6 +191,7 @@ def save_dataframe(
         wait=wait,
         conflict=conflict,
         extra_args=extra_args,
+        metadata=metadata,
         **writer_kwargs,
     )
 
@@ -223,13 +236,17 @@ def upload_file(
     *,
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> UploadFuture:
     """Upload an existing local file to S3; the upload reads a copy taken now.
 
-    Parameters are as for :func:`save_object`. Raises
-    :class:`~s3bp.errors.ObjectNotFoundError` when the file does not exist.
+    Parameters are as for :func:`save_object`; the Content-Type comes from the
+    file name. Raises :class:`~s3bp.errors.ObjectNotFoundError` when the file
+    does not exist.
     """
-    return get_default_store().upload_file(filepath, bucket_name=bucket_name, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args)
+    return get_default_store().upload_file(
+        filepath, bucket_name=bucket_name, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args, metadata=metadata
+    )
 
 
 def download_file(

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "upload_args": {},
     "on_exit": "auto",
     "exit_grace": 1.0,
+    "record_origin": False,
 }
 _OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -137,6 +138,10 @@ def _check_field(field: str, value: Any, source: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise wrong("a mapping of upload argument name (e.g. ServerSideEncryption) to value")
         return dict(value)
+    if field == "record_origin":
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
     if field == "retry_mode":
         if value not in _RETRY_MODES:
             raise wrong("one of " + ", ".join(_RETRY_MODES))

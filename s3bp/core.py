@@ -38,10 +38,11 @@ from .errors import (
     StateError,
 )
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
+from .labels import format_of, label
 from .localfiles import LOCAL_SUFFIX, Placement, local_stat, refuse_directory, set_aside, sidecar
 from .receiving import download, receive
 from .remote import Connections, Wire
-from .sending import send_entry
+from .sending import send_entry, snapshot_digest
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
@@ -171,11 +172,14 @@ class Store:
     def save_object(
         self, obj: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, serializer: Serializer | str | None = None,
         namekey: bool | None = None, wait: bool = False, *, conflict: str | None = None, extra_args: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Write ``obj`` to ``filepath`` and upload it to S3; see :func:`s3bp.save_object`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        return self._save(data, res, obj, codec(serializer, "serializer", res.path), wait, self._options(data, conflict, extra_args))
+        write = codec(serializer, "serializer", res.path)
+        options = label(self._options(data, conflict, extra_args), data, res.path, fmt=format_of(serializer), metadata=metadata)
+        return self._save(data, res, obj, write, wait, options)
 
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
@@ -205,12 +209,12 @@ class Store:
 
     def upload_file(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, wait: bool = False, *,
-        conflict: str | None = None, extra_args: dict[str, Any] | None = None,
+        conflict: str | None = None, extra_args: dict[str, Any] | None = None, metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Upload an existing local file (a copy taken now); see :func:`s3bp.upload_file`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        options = self._options(data, conflict, extra_args)
+        options = label(self._options(data, conflict, extra_args), data, res.path, metadata=metadata)
         if not os.path.isfile(res.path):
             raise ObjectNotFoundError(f"Cannot upload {res.path}: no such file.")
         fut = self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=wait)
@@ -226,12 +230,13 @@ class Store:
         self, data: dict[str, Any], *, path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
-        _, queue = self._state()
+        db, queue = self._state()
         wire = self._wire(data)
         try:
             return queue.journal(
                 path=path, bucket=bucket, key=key, source=source, endpoint=wire.endpoint, profile=data["profile"],
                 region=wire.region, options=options, wait=wait, placed=placed,
+                digest=snapshot_digest(db, wire.endpoint, path, bucket, key),
             )  # fmt: skip
         except OSError as exc:  # a path in the error says which disk; none: copying the snapshot into the spool
             from .index import disk_error
@@ -244,7 +249,7 @@ class Store:
         wire = self._wire(data)
         if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
             wire = self._connections.get(data, profile=entry.profile, region=entry.region, endpoint=entry.endpoint)
-        return send_entry(wire, self._state()[0], entry)
+        return send_entry(wire, self._state()[0], entry, max_age=data["max_age"])
 
     # -- loading ---------------------------------------------------------------
 
@@ -261,14 +266,16 @@ class Store:
     def save_dataframe(
         self, df: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None,
         namekey: bool | None = None, wait: bool = False, *, conflict: str | None = None, extra_args: dict[str, Any] | None = None,
-        **writer_kwargs: Any,
+        metadata: dict[str, str] | None = None, **writer_kwargs: Any,
     ) -> UploadFuture:
         """Write a DataFrame in a registered format and upload it; see :func:`s3bp.save_dataframe`."""
         from .frames import is_polars
+        from .serializers import frame_format
 
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        options = self._options(data, conflict, extra_args)
+        fmt = frame_format(res.path, writer_kwargs.get("dformat") if format is None else format)
+        options = label(self._options(data, conflict, extra_args), data, res.path, fmt=fmt, metadata=metadata, shape=getattr(df, "shape", None))
         write = frame_codec(res.path, format, writer_kwargs, "serializer", "polars" if is_polars(df) else "pandas")
         return self._save(data, res, df, write, wait, options)
 
@@ -412,7 +419,7 @@ class Store:
             mappings=dict(self._mappings), endpoint=wire.endpoint, db=db, workers=data["max_workers"],
             resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(download, wire),
             delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
-                data, path=path, bucket=bucket, key=key, source=path, options=options, wait=wait
+                data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
             ),
         )  # fmt: skip
 
@@ -451,7 +458,7 @@ class Store:
         if keep == "local":
             if not os.path.isfile(res.path):
                 raise ObjectNotFoundError(f"Cannot keep the local version of {res.path}: no such file.")
-            options = self._options(data, "overwrite", None)
+            options = label(self._options(data, "overwrite", None), data, res.path)
             self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=True).result()
             return
         db, queue = self._state()

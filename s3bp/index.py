@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS records (
     mtime_ns INTEGER NOT NULL,
     verified_at REAL NOT NULL,
     saved_ns INTEGER NOT NULL DEFAULT 0,
-    part_size INTEGER NOT NULL DEFAULT 0
+    part_size INTEGER NOT NULL DEFAULT 0,
+    args TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS records_object ON records (bucket, key, endpoint);
 CREATE TABLE IF NOT EXISTS journal (
@@ -87,7 +88,8 @@ CREATE TABLE IF NOT EXISTS journal (
     last_error TEXT,
     conflict TEXT NOT NULL DEFAULT 'raise',
     extra_args TEXT,
-    held INTEGER NOT NULL DEFAULT 0
+    held INTEGER NOT NULL DEFAULT 0,
+    etag TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
 CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
@@ -104,8 +106,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
 """
 
 
-_ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"))
-_ADDED_RECORD_COLUMNS = (("part_size", "INTEGER NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"), ("etag", "TEXT"))
+_ADDED_RECORD_COLUMNS = (("part_size", "INTEGER NOT NULL DEFAULT 0"), ("args", "TEXT NOT NULL DEFAULT ''"))
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class JournalEntry:
     conflict: str = "raise"  # or "overwrite": what to do when S3 changed since our last sync
     extra_args: str | None = None  # JSON of the upload's extra arguments (ContentType, SSE, ...)
     held: int = 0  # 1 after a failure no retry can mend (no bucket, access denied, conflict): retried only when asked
+    etag: str | None = None  # the snapshot's ETag, computed while it was copied when it may equal the synced version's
 
     @property
     def object_id(self) -> tuple[str, str, str]:
