@@ -7,6 +7,7 @@ from .api import (
     flush,
     forget,
     get_default_store,
+    info,
     load_dataframe,
     load_object,
     ls,
@@ -24,6 +25,7 @@ from .api import (
     sync,
     unset_default_bucket,
     upload_file,
+    verify,
 )
 from .errors import (
     ConflictError,
@@ -42,6 +44,8 @@ _LAZY = {
     "formats": "serializers",
     "register_format": "serializers",
     "unregister_format": "serializers",
+    "ObjectInfo": "describing",
+    "VerifyReport": "verifying",
 }
 
 
@@ -73,6 +77,7 @@ __all__ = [
     "forget",
     "formats",
     "get_default_store",
+    "info",
     "load_dataframe",
     "load_object",
     "ls",
@@ -92,6 +97,9 @@ __all__ = [
     "unregister_format",
     "unset_default_bucket",
     "upload_file",
+    "verify",
+    "ObjectInfo",
+    "VerifyReport",
 ]
 
 logging.getLogger("s3bp").addHandler(logging.NullHandler())

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store and its dependencies are imported on first use, keeping `import s3bp` cheap
     from .core import Store
+    from .describing import ObjectInfo
     from .folders import FileState, FolderReport
     from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture
+    from .verifying import VerifyReport
 
 _default: Store | None = None
 _default_lock = threading.Lock()
@@ -402,3 +404,49 @@ def resolve_conflict(filepath: str | os.PathLike[str], keep: str, bucket_name: s
     to ``NAME.s3bp-local`` and downloads the S3 version.
     """
     get_default_store().resolve_conflict(filepath, keep=keep, bucket_name=bucket_name, namekey=namekey)
+
+
+def info(path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
+    """What S3 holds for a local path and how the local copy relates to it, with one HEAD request.
+
+    Parameters
+    ----------
+    path
+        The local file (it need not exist); resolved to a bucket and key as a load would.
+    bucket_name, namekey
+        As for :func:`load_object`.
+
+    Returns
+    -------
+    ObjectInfo
+        Bucket, key, endpoint; S3's version id, ETag, size, last modified,
+        content type and metadata; the local state (``same``, ``local newer``,
+        ``remote newer``, ``conflict``, ``local only``, ``remote only``, ...);
+        and the pending upload of the path, if any, with its attempts and last error.
+    """
+    return get_default_store().info(path, bucket_name=bucket_name, namekey=namekey)
+
+
+def verify(directory: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+    """Check that the synced files under a mapped directory still hold what was synced, locally and in S3, without downloading.
+
+    For every file with a sync record, the local bytes are hashed and compared
+    with the recorded ETag, and S3's ETag (from the folder's listing, one
+    request per 1,000 objects) with the record.
+
+    Parameters
+    ----------
+    directory
+        A mapped base directory or a directory below one.
+    repair
+        Download S3's version over every corrupt local copy (one whose size and
+        modification time are as synced but whose bytes are not). Files edited
+        since their sync are never touched.
+
+    Returns
+    -------
+    VerifyReport
+        Each file's status (``ok``, ``local changed``, ``S3 changed``,
+        ``corrupt local copy``, ``not checkable``), what was repaired, and ``ok``.
+    """
+    return get_default_store().verify(directory, repair=repair)

@@ -172,6 +172,58 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_info(args: argparse.Namespace) -> int:
+    """What S3 holds for a path (one HEAD) and how the local copy relates to it."""
+    info = api.info(args.path)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(info), indent=2))
+        return 0
+    print(f"s3://{info.bucket}/{info.key} at {info.endpoint}")
+    print(f"  local path:    {info.path}")
+    print(f"  state:         {info.state}")
+    if info.exists:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info.last_modified or 0))
+        print(f"  in S3:         {info.size:,} bytes, last modified {stamp}, ETag {info.etag}")
+        print(f"  content type:  {info.content_type}")
+        if info.version_id:
+            print(f"  version id:    {info.version_id}")
+        for name, value in sorted(info.metadata.items()):
+            print(f"  metadata:      {name}: {value}")
+    else:
+        print("  in S3:         no such object")
+    if info.local_size is not None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info.local_mtime or 0))
+        print(f"  local file:    {info.local_size:,} bytes, modified {stamp}")
+    if info.synced_at is not None:
+        print(f"  last synced:   {_age(time.time() - info.synced_at)} ago")
+    if info.pending is not None:
+        p = info.pending
+        error = f"; last error: {p.last_error}" if p.last_error else ""
+        print(f"  pending upload: {p.state}, attempts {p.attempts}{error}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Check the synced files of a mapped directory against their records, locally and in S3; exit 1 unless all are ok."""
+    report = api.verify(args.directory, repair=args.repair)
+    if args.json:
+        out = dataclasses.asdict(report)
+        for f in out["files"]:
+            f["status"] = f["status"].value
+        out["ok"] = report.ok
+        print(json.dumps(out, indent=2))
+        return 0 if report.ok else 1
+    for f in report.files:
+        if f.status.value != "ok" or args.verbose:
+            mended = " (repaired)" if f.path in report.repaired else ""
+            detail = f": {'; '.join(f.findings)}" if f.findings else ""
+            print(f"{f.status.value}{mended}: {_rel(f.path, report.directory)}{detail}")
+    for path, reason in report.failed:
+        print(f"FAILED to repair {_rel(path, report.directory)}: {reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def _local_dir_of(url: str) -> str:
     """The mapped local directory holding the objects under ``s3://bucket/prefix``."""
     bucket, _, prefix = url[len("s3://") :].partition("/")
@@ -254,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="local vs S3 state of every file under a mapped directory")
     p.add_argument("target", nargs="?", default=".", metavar="DIR|s3://BUCKET/PREFIX")
     p.set_defaults(func=_cmd_ls)
+    p = sub.add_parser("info", help="what S3 holds for a path (one HEAD): ETag, size, type, metadata, and the local state")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("verify", help="check synced files against their records, locally and in S3, without downloading")
+    p.add_argument("directory")
+    p.add_argument("--repair", action="store_true", help="re-download corrupt local copies (never files edited since their sync)")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list the files that are ok")
+    p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("resolve", help="settle a conflict: keep the local or the S3 version of a file")
     p.add_argument("path")
     p.add_argument("--keep", choices=("local", "remote"), required=True)

@@ -46,9 +46,11 @@ from .sending import send_entry, snapshot_digest
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
+    from .describing import ObjectInfo
     from .folders import FileState, FolderOps, FolderReport
     from .index import JournalEntry, StateDB
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
+    from .verifying import VerifyReport
 
 logger = logging.getLogger("s3bp")
 
@@ -448,6 +450,27 @@ class Store:
         from .folders import survey
 
         return survey(self._folder_ops(), directory)[0]
+
+    def info(self, path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
+        """What S3 holds for a path (one HEAD) and how the local copy relates to it; see :func:`s3bp.info`."""
+        from .describing import describe
+
+        data = self.settings()
+        res = self._resolve(data, path, bucket_name, namekey)
+        wire = self._wire(data)
+        record, _ = self._index().load_state(res.path)
+        pending = [p for p in self.pending_uploads() if p.path == res.path]
+        head = wire.head(res.bucket, res.key)
+        return describe(
+            path=res.path, bucket=res.bucket, key=res.key, endpoint=wire.endpoint, head=head, local=local_stat(res.path),
+            record=record, pending=pending[-1] if pending else None,
+        )  # fmt: skip
+
+    def verify(self, directory: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+        """Check a mapped directory's synced files against their records, locally and in S3; see :func:`s3bp.verify`."""
+        from .verifying import verify
+
+        return verify(self._folder_ops(), directory, repair=repair)
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""

@@ -93,6 +93,7 @@ class Head:
     last_modified: float
     encrypted: bool = False
     settings: tuple[tuple[str, Any], ...] = ()  #: what HEAD tells of the upload arguments (ContentType, Metadata, ...)
+    version_id: str | None = None  #: the object's VersionId, in a bucket with versioning
 
 
 #: Upload arguments a HEAD answers with under the same name.
@@ -489,7 +490,10 @@ class Wire:
         with _errors("check", bucket, key, expected=_MISSING_CODES) as seen:
             resp = self.client.head_object(Bucket=bucket, Key=key)
             settings = tuple((k, resp[k]) for k in HEAD_SETTINGS if k in resp)
-            return Head(resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp(), _encrypted(resp), settings)
+            return Head(
+                resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp(), _encrypted(resp), settings,
+                version_id=resp.get("VersionId") if resp.get("VersionId") not in (None, "null") else None,
+            )  # fmt: skip
         assert seen.code
         return Missing()
 

@@ -93,7 +93,8 @@ def _already_there(wire: Wire, entry: JournalEntry, extra: dict[str, Any], synce
         if not (isinstance(head, Head) and head.etag.strip('"') == synced.etag.strip('"') and _same_settings(extra, dict(head.settings))):
             return None  # changed in S3 meanwhile (the conflict rule applies), gone, or other settings: upload as usual
         verified_at = time.time()
-    fields = {**_record(entry, synced.etag).__dict__, "verified_at": verified_at, "part_size": synced.part_size}
+    fields = _record(entry, synced.etag).__dict__
+    fields = {**fields, "verified_at": verified_at, "part_size": synced.part_size or fields["part_size"]}  # the part size that hashed alike
     return Unchanged(**fields)
 
 
@@ -122,6 +123,7 @@ def _record(entry: JournalEntry, etag: str) -> SyncRecord:
     return SyncRecord(
         path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=etag,
         size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq, args=args_digest(entry.extra_args),
+        part_size=remote.upload_part_size(entry.size) if entry.size >= remote.MULTIPART_THRESHOLD else 0,  # s3transfer's parts
     )  # fmt: skip
 
 
