@@ -64,7 +64,7 @@ def describe(
         state=NOT_FOUND if state is State.GONE and record is None else state.value, exists=remote is not None,
         version_id=head.version_id if isinstance(head, Head) else None, etag=remote.etag if remote else None,
         size=remote.size if remote else None, last_modified=remote.last_modified if remote else None,
-        content_type=settings.get("ContentType"), metadata=dict(settings.get("Metadata") or {}),
+        content_type=settings.get("ContentType"), metadata={str(k).lower(): v for k, v in (settings.get("Metadata") or {}).items()},
         local_size=local.size if local else None, local_mtime=local.mtime_ns / 1e9 if local else None,
         synced_at=record.verified_at if record else None, pending=pending,
     )  # fmt: skip

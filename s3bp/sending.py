@@ -111,8 +111,8 @@ def _same_settings(extra: dict[str, Any], told: dict[str, Any]) -> bool:
         if name not in HEAD_SETTINGS:
             return False
         got = told.get(name, "STANDARD" if name == "StorageClass" else None)
-        if name == "Metadata":  # S3 gives metadata names in lower case
-            got, wanted = got or {}, {str(k).lower(): v for k, v in wanted.items()}
+        if name == "Metadata":  # names are case-insensitive: S3 gives them in lower case, some servers' front ends do not
+            got, wanted = {str(k).lower(): v for k, v in (got or {}).items()}, {str(k).lower(): v for k, v in wanted.items()}
         if got != wanted:
             return False
     return True
