@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store and its dependencies are imported on first use, keeping `import s3bp` cheap
+    from .cache import CacheInfo, PruneReport
     from .core import Store
     from .describing import ObjectInfo
-    from .folders import FileState, FolderReport
+    from .folders import FileState, FolderReport, Listed
     from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture
     from .verifying import VerifyReport
@@ -68,7 +69,9 @@ def save_object(
     obj
         The object to save.
     filepath
-        The local file; missing parent directories are created.
+        The local file (missing parent directories are created), or an
+        ``s3://bucket/key`` URL, whose local copy is kept in the managed cache
+        (see :func:`local_path`).
     bucket_name
         The bucket; default: the mapped base directory's, else the default bucket.
     serializer
@@ -130,7 +133,7 @@ def load_object(
     Parameters
     ----------
     filepath
-        The local file.
+        The local file, or an ``s3://bucket/key`` URL (its copy in the managed cache).
     bucket_name
         The bucket; default: the mapped base directory's, else the default bucket.
     deserializer
@@ -337,7 +340,13 @@ def forget(files: Iterable[str | os.PathLike[str]] = (), *, failed: bool = False
 
 
 def push(
-    directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, wait: bool = True, progress: bool | None = None
+    directory: str | os.PathLike[str],
+    local_dir: str | os.PathLike[str] | None = None,
+    *,
+    delete: bool = False,
+    dry_run: bool = False,
+    wait: bool = True,
+    progress: bool | None = None,
 ) -> FolderReport:
     """Upload every file under a mapped directory that is new or changed since it was last in sync.
 
@@ -347,7 +356,11 @@ def push(
     Parameters
     ----------
     directory
-        A mapped base directory or a directory below one.
+        A mapped base directory or a directory below one; or an
+        ``s3://bucket/prefix/`` URL paired with ``local_dir`` (either order),
+        whose files are keyed by their path below ``local_dir`` after the prefix.
+    local_dir
+        The local directory paired with a URL (nothing is mapped or remembered).
     delete
         Also delete from S3 the objects whose local file was deleted since
         the last sync (never an object s3bp has not synced).
@@ -366,21 +379,35 @@ def push(
     Raises
     ------
     InvalidPathError
-        When ``directory`` is a file or not under a mapped base directory.
+        When ``directory`` is a file or not under a mapped base directory, or a URL's prefix is not a safe local path.
     """
-    return get_default_store().push(directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
+    return get_default_store().push(directory, local_dir, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
 
 
-def pull(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
+def pull(
+    directory: str | os.PathLike[str],
+    local_dir: str | os.PathLike[str] | None = None,
+    *,
+    delete: bool = False,
+    dry_run: bool = False,
+    progress: bool | None = None,
+) -> FolderReport:
     """Download every object under a mapped directory's prefix that is newer than the local copy.
 
     As :func:`push`; with ``delete``, also delete local files whose object was
     deleted in S3 since the last sync, if they are unchanged since.
     """
-    return get_default_store().pull(directory, delete=delete, dry_run=dry_run, progress=progress)
+    return get_default_store().pull(directory, local_dir, delete=delete, dry_run=dry_run, progress=progress)
 
 
-def sync(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
+def sync(
+    directory: str | os.PathLike[str],
+    local_dir: str | os.PathLike[str] | None = None,
+    *,
+    delete: bool = False,
+    dry_run: bool = False,
+    progress: bool | None = None,
+) -> FolderReport:
     """Pull, then push: afterwards both sides hold the newest version of every file.
 
     A file changed on both sides since the last sync is a conflict: neither
@@ -388,7 +415,7 @@ def sync(directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bo
     ``NAME.s3bp-remote``. Without ``delete``, a file deleted on one side is
     restored from the other; with it, the deletion is mirrored.
     """
-    return get_default_store().sync(directory, delete=delete, dry_run=dry_run, progress=progress)
+    return get_default_store().sync(directory, local_dir, delete=delete, dry_run=dry_run, progress=progress)
 
 
 def ls(directory: str | os.PathLike[str]) -> list[FileState]:
@@ -450,3 +477,63 @@ def verify(directory: str | os.PathLike[str], *, repair: bool = False) -> Verify
         ``corrupt local copy``, ``not checkable``), what was repaired, and ``ok``.
     """
     return get_default_store().verify(directory, repair=repair)
+def local_path(url: str | os.PathLike[str]) -> str:
+    """Where the local copy of ``s3://bucket/key`` lives: ``<cache dir>/<endpoint id>/<bucket>/<key>``.
+
+    The cache directory is ``$S3BP_CACHE_DIR``, else ``$XDG_CACHE_HOME/s3bp``,
+    else ``~/.cache/s3bp``. Nothing is downloaded: load first, e.g.
+    ``s3bp.download_file(url)`` then ``pd.read_parquet(s3bp.local_path(url))``.
+    A local path is returned normalised.
+
+    Raises
+    ------
+    InvalidPathError
+        When the key cannot be a safe local path (``..``, empty segments, backslashes, absolute).
+    """
+    return get_default_store().local_path(url)
+
+
+def list_objects(url: str) -> list[Listed]:
+    """The objects under ``s3://bucket/prefix`` as S3 lists them (key, size, last modified, ETag), with the state of
+    the local copy where a mapped file or a managed-cache copy exists. No mapping is needed; s3bp's reserved
+    ``.s3bp/`` keys are left out. One listing request per 1,000 objects.
+    """
+    return get_default_store().list_objects(url)
+
+
+def cache_info() -> CacheInfo:
+    """The managed cache: its directory, size, number of files, limits (``cache_max_size``, ``cache_max_age``),
+    the oldest use and how many files cannot be evicted now."""
+    return get_default_store().cache_info()
+
+
+def cache_prune(max_size: int | str | None = None, older_than: float | str | None = None, *, dry_run: bool = False) -> PruneReport:
+    """Evict the least recently used files of the managed cache.
+
+    Parameters
+    ----------
+    max_size
+        Evict until the cache holds at most this many bytes (``"20GB"``,
+        ``"500MiB"`` or a number); default: the ``cache_max_size`` config key.
+    older_than
+        Evict files not used for this long (``"30d"``, ``"12h"`` or seconds);
+        default: the ``cache_max_age`` config key.
+    dry_run
+        Report what would go; remove nothing.
+
+    Only the managed cache is touched, and never a file with a pending or
+    failed upload, one edited since its last sync, one under a mapped
+    directory, or one being read or written (each is removed under the lock
+    loads and saves of it take). An evicted file comes back on its next load.
+
+    Returns
+    -------
+    PruneReport
+        What was removed, the bytes freed, what was kept and why, and the size left.
+    """
+    return get_default_store().cache_prune(max_size, older_than, dry_run=dry_run)
+
+
+def cache_clear(*, dry_run: bool = False) -> PruneReport:
+    """Evict every file of the managed cache that may go (the rules of :func:`cache_prune`)."""
+    return get_default_store().cache_clear(dry_run=dry_run)

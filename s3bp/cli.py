@@ -138,7 +138,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 def _cmd_folder(args: argparse.Namespace) -> int:
     """Push, pull or sync a mapped directory; list what was done."""
     options = {"delete": args.delete, "dry_run": args.dry_run, "progress": False if args.no_progress else None}
-    report = getattr(api, args.command)(args.directory, **options)
+    report = getattr(api, args.command)(args.directory, args.local, **options)
     top = report.directory
     verb = "would " if report.dry_run else ""
     for label, items in (
@@ -162,7 +162,9 @@ def _cmd_folder(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    """The sync state of every file under a mapped directory (or the local side of s3://bucket/prefix)."""
+    """The sync state of every file under a mapped directory; for s3://bucket/prefix, S3's listing itself."""
+    if args.target.startswith("s3://"):
+        return _ls_url(args)
     target = args.target
     if target.startswith("s3://"):
         target = _local_dir_of(target)
@@ -222,6 +224,54 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAILED to repair {_rel(path, report.directory)}: {reason}", file=sys.stderr)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _ls_url(args: argparse.Namespace) -> int:
+    """List s3://bucket/prefix directly: state of the local copy (if any), size, last modified, key."""
+    listed = api.list_objects(args.target)
+    if getattr(args, "json", False):
+        print(json.dumps([{**dataclasses.asdict(o), "state": o.state.value if o.state else None} for o in listed], indent=2))
+        return 0
+    for o in listed:
+        modified = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(o.last_modified))
+        where = f"  ({o.local_path})" if o.local_path else ""
+        print(f"{o.state.value if o.state else 'not local':15} {o.size:>12,}  {modified}  {o.key}{where}")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    """Show the managed cache, or prune or clear it."""
+    if args.action == "info":
+        info = api.cache_info()
+        limit = "no limit" if info.max_size is None else _bytes(info.max_size)
+        age = "no limit" if info.max_age is None else _age(info.max_age)
+        oldest = "-" if info.oldest_use is None else f"{_age(time.time() - info.oldest_use)} ago"
+        print(f"cache dir:   {info.root}")
+        print(f"size:        {_bytes(info.size)} in {info.files} file(s) ({info.kept} cannot be evicted now)")
+        print(f"limits:      cache_max_size {limit}, cache_max_age {age}")
+        print(f"oldest use:  {oldest}")
+        return 0
+    if args.action == "prune":
+        report = api.cache_prune(args.max_size, args.older_than, dry_run=args.dry_run)
+    else:
+        report = api.cache_clear(dry_run=args.dry_run)
+    verb = "would remove" if report.dry_run else "removed"
+    if args.verbose:
+        for path in report.removed:
+            print(f"{verb}: {path}")
+        for path, why in report.kept:
+            print(f"kept: {path}: {why}")
+    print(f"{verb} {len(report.removed)} file(s), {_bytes(report.freed)}; {len(report.kept)} kept; {_bytes(report.size)} left in {report.root}")
+    return 0
+
+
+def _bytes(n: float) -> str:
+    """A byte count for people (powers of 1024)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def _local_dir_of(url: str) -> str:
@@ -297,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("sync", "pull, then push; conflicts are reported, never overwritten"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("directory")
+        p.add_argument("directory", metavar="DIR|s3://BUCKET/PREFIX/")
+        p.add_argument("local", nargs="?", default=None, metavar="LOCAL_DIR", help="with a URL: the local directory paired with it")
         p.add_argument("--delete", action="store_true", help="mirror deletions made since the last sync")
         p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -316,6 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.add_argument("-v", "--verbose", action="store_true", help="also list the files that are ok")
     p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("cache", help="the managed cache of s3:// URLs: info, prune, clear")
+    cache = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cache.add_parser("info", help="size, files, limits and oldest use")
+    for name, text in (("prune", "evict least recently used files"), ("clear", "evict every file that may go")):
+        q = cache.add_parser(name, help=text)
+        if name == "prune":
+            q.add_argument("--max-size", default=None, metavar="SIZE", help="e.g. 20GB, 500MiB (default: cache_max_size)")
+            q.add_argument("--older-than", default=None, metavar="AGE", help="e.g. 30d, 12h (default: cache_max_age)")
+        q.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+        q.add_argument("-v", "--verbose", action="store_true", help="list each file removed or kept")
+    for q in cache.choices.values():
+        q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.set_defaults(func=_cmd_cache)
     p = sub.add_parser("resolve", help="settle a conflict: keep the local or the S3 version of a file")
     p.add_argument("path")
     p.add_argument("--keep", choices=("local", "remote"), required=True)

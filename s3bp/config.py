@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "on_exit": "auto",
     "exit_grace": 1.0,
     "record_origin": False,
+    "cache_max_size": None,
+    "cache_max_age": None,
 }
 _OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -142,11 +145,67 @@ def _check_field(field: str, value: Any, source: str) -> Any:
         if not isinstance(value, bool):
             raise wrong("true or false")
         return value
+    if field in _PARSERS:
+        if value is None:
+            return None
+        try:
+            _PARSERS[field](value)
+        except ValueError as exc:
+            raise wrong(str(exc)) from None
+        return value
     if field == "retry_mode":
         if value not in _RETRY_MODES:
             raise wrong("one of " + ", ".join(_RETRY_MODES))
         return value
     raise AssertionError(field)  # pragma: no cover - DEFAULTS and the checks agree
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3, "t": 1000**4,
+               "tb": 1000**4, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}  # fmt: skip
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AMOUNT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
+
+
+def parse_size(value: Any) -> int:
+    """A size in bytes from a number or a string such as ``"20GB"`` (10**9), ``"500MiB"`` (2**20) or ``"1.5 TB"``.
+
+    Raises
+    ------
+    ValueError
+        Saying what is accepted.
+    """
+    return int(_amount(value, _SIZE_UNITS, "a size in bytes such as 20GB, 500MiB or 1000000"))
+
+
+def parse_age(value: Any) -> float:
+    """A duration in seconds from a number or a string such as ``"30d"``, ``"12h"``, ``"90min"``, ``"45s"`` or ``"2w"``.
+
+    Raises
+    ------
+    ValueError
+        Saying what is accepted.
+    """
+    return _amount(value, _AGE_UNITS, "a duration such as 30d, 12h, 90min, 45s, 2w or a number of seconds")
+
+
+def _amount(value: Any, units: Mapping[str, int], expected: str) -> float:
+    """A non-negative number, or a number and one of ``units`` (case-insensitive), times the unit."""
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(expected)
+        return value
+    found = _AMOUNT.fullmatch(value) if isinstance(value, str) else None
+    if found is None or found.group(2).lower() not in units:
+        raise ValueError(expected)
+    amount = float(found.group(1)) * units[found.group(2).lower()]
+    if not math.isfinite(amount):
+        raise ValueError(expected)
+    return amount
+
+
+_PARSERS: dict[str, Callable[[Any], float]] = {"cache_max_size": parse_size, "cache_max_age": parse_age}
 
 
 class ConfigFile:

@@ -13,6 +13,7 @@ default store per process.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
@@ -25,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as _config
 from . import paths, remote
-from .cache import cache_root
+from .cache import Cache, cache_root, endpoint_id
 from .errors import (
     EndpointError,
     InvalidArgumentError,
+    InvalidPathError,
     LocalFileError,
     NoBucketError,
     ObjectNotFoundError,
@@ -46,9 +48,13 @@ from .sending import send_entry, snapshot_digest
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from .cache import CacheInfo, PruneReport
     from .describing import ObjectInfo
-    from .folders import FileState, FolderOps, FolderReport
+    from .folders import FileState, FolderOps, FolderReport, Listed
     from .index import JournalEntry, StateDB
+    from .locks import StripedLocks
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
     from .verifying import VerifyReport
 
@@ -93,6 +99,7 @@ class Store:
         self._mappings: dict[str, str] = {}
         self._pid = os.getpid()
         self._adopted = 0
+        self._cache_locks: StripedLocks | None = None
 
     # -- settings, resolution, connections -----------------------------------
 
@@ -109,7 +116,16 @@ class Store:
         return self._resolve(self.settings(), filepath, bucket_name, namekey)
 
     def _resolve(self, data: dict[str, Any], filepath: Any, bucket_name: str | None = None, namekey: bool | None = None) -> paths.Resolution:
-        """Resolve with settings already read (``self._mappings`` belongs to them)."""
+        """Resolve with settings already read (``self._mappings`` belongs to them); a URL to its copy in the managed cache."""
+        root = os.path.abspath(self.cache_dir)
+        url = filepath if paths.is_url(filepath) else None
+        if url is None and paths.contains(root, paths.normalize(filepath)):  # a URL's copy, named by its path
+            url = paths.url_of_copy(paths.normalize(filepath), os.path.join(root, endpoint_id(self._wire(data).endpoint)))
+        if url is not None:
+            if namekey:
+                raise InvalidArgumentError(f"namekey=True cannot be used with {url!r}: a URL names its key itself.")
+            endpoint = self._wire(data).endpoint
+            return paths.resolve_url(url, os.path.join(root, endpoint_id(endpoint)), endpoint, bucket=bucket_name)
         return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
 
     def client(self) -> Any:
@@ -263,7 +279,8 @@ class Store:
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = codec(deserializer, "deserializer", res.path)
-        return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
+        with self._cache_use(data, res):
+            return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def save_dataframe(
         self, df: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None,
@@ -289,7 +306,8 @@ class Store:
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = frame_codec(res.path, format, reader_kwargs, "deserializer", backend)
-        return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
+        with self._cache_use(data, res):
+            return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def download_file(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, verbose: bool = False,
@@ -297,7 +315,9 @@ class Store:
     ) -> str:
         """Bring the local file up to date with S3 and return its path; see :func:`s3bp.download_file`."""
         data = self.settings()
-        return self._load(data, self._resolve(data, filepath, bucket_name, namekey), verbose=verbose, max_age=max_age, offline=offline)
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        with self._cache_use(data, res):
+            return self._load(data, res, verbose=verbose, max_age=max_age, offline=offline)
 
     def _load(self, data: dict[str, Any], res: paths.Resolution, *, verbose: bool, max_age: float | None, offline: str | None) -> str:
         """Plan the load (:func:`~s3bp.freshness.plan_load`), ask S3 at most once, act on the answer."""
@@ -363,8 +383,8 @@ class Store:
     def _retarget(self, data: dict[str, Any], wire: Wire, entry: JournalEntry) -> dict[str, Any] | None:
         """Where a failed entry goes under the current settings: the configured endpoint, and the bucket and key its
         path resolves to without a bucket given (or its own when nothing maps it); None: leave it."""
-        if entry.last_error is None:
-            return None
+        if entry.last_error is None or paths.contains(os.path.abspath(self.cache_dir), entry.path):
+            return None  # a URL's copy keeps the bucket and key it names
         try:
             res = self._resolve(data, entry.path)
         except NoBucketError:
@@ -409,41 +429,62 @@ class Store:
         if self._queue is not None:
             self._queue.resize(n)
 
-    def _folder_ops(self) -> FolderOps:
-        """The operations a folder push, pull, sync or ls may use: the same resolution, journal and downloads as one file's."""
-        from .folders import FolderOps
+    def _folder_ops(self, pair: tuple[str, str, str] | None = None) -> FolderOps:
+        """The operations a folder push, pull, sync or ls may use: the same resolution, journal and downloads as one file's;
+        with ``pair`` (local dir, bucket, prefix), for that directory paired with ``s3://bucket/prefix``."""
+        from .folders import FolderOps, paired
 
         data = self.settings()
         wire = self._wire(data)
         db, _ = self._state()
         options = self._options(data, None, None)
-        return FolderOps(
+        ops = FolderOps(
             mappings=dict(self._mappings), endpoint=wire.endpoint, db=db, workers=data["max_workers"],
             resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(download, wire),
             delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
-            ),
+            ), cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(wire.endpoint)),
         )  # fmt: skip
+        return ops if pair is None else paired(ops, *pair)
 
     def push(
-        self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, wait: bool = True, progress: bool | None = None
+        self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None, *, delete: bool = False,
+        dry_run: bool = False, wait: bool = True, progress: bool | None = None,
     ) -> FolderReport:
-        """Upload what is new or changed under a mapped directory; see :func:`s3bp.push`."""
+        """Upload what is new or changed under a mapped directory (or a directory paired with a URL); see :func:`s3bp.push`."""
         from .folders import run
 
-        return run(self._folder_ops(), "push", directory, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
+        ops, top = self._folder_target(directory, local_dir)
+        return run(ops, "push", top, delete=delete, dry_run=dry_run, wait=wait, progress=progress)
 
-    def pull(self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-        """Download what is newer in S3 under a mapped directory; see :func:`s3bp.pull`."""
+    def pull(
+        self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None, *, delete: bool = False,
+        dry_run: bool = False, progress: bool | None = None,
+    ) -> FolderReport:
+        """Download what is newer in S3 under a mapped directory (or a directory paired with a URL); see :func:`s3bp.pull`."""
         from .folders import run
 
-        return run(self._folder_ops(), "pull", directory, delete=delete, dry_run=dry_run, progress=progress)
+        ops, top = self._folder_target(directory, local_dir)
+        return run(ops, "pull", top, delete=delete, dry_run=dry_run, progress=progress)
 
-    def sync(self, directory: str | os.PathLike[str], *, delete: bool = False, dry_run: bool = False, progress: bool | None = None) -> FolderReport:
-        """Pull, then push a mapped directory; see :func:`s3bp.sync`."""
+    def sync(
+        self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None, *, delete: bool = False,
+        dry_run: bool = False, progress: bool | None = None,
+    ) -> FolderReport:
+        """Pull, then push a mapped directory (or a directory paired with a URL); see :func:`s3bp.sync`."""
         from .folders import run
 
-        return run(self._folder_ops(), "sync", directory, delete=delete, dry_run=dry_run, progress=progress)
+        ops, top = self._folder_target(directory, local_dir)
+        return run(ops, "sync", top, delete=delete, dry_run=dry_run, progress=progress)
+
+    def _folder_target(self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None) -> tuple[FolderOps, Any]:
+        """The folder operations and local directory of a mapped directory, or of a URL and local directory pair."""
+        if local_dir is None and not paths.is_url(directory):
+            return self._folder_ops(), directory
+        if local_dir is None:
+            raise InvalidPathError(f"Give a local directory to pair with {directory}, e.g. `s3bp pull {directory} ./here`.")
+        pair = paths.folder_pair(directory, local_dir)
+        return self._folder_ops(pair), pair[0]
 
     def ls(self, directory: str | os.PathLike[str]) -> list[FileState]:
         """The sync state of every file under a mapped directory; see :func:`s3bp.ls`."""
@@ -503,6 +544,56 @@ class Store:
             queue.drop_idle(yours)
             db.put_record(record)
 
+    # -- URLs and the managed cache --------------------------------------------------
+
+    def local_path(self, url: str | os.PathLike[str]) -> str:
+        """Where the local copy of ``s3://bucket/key`` lives in the managed cache (a local path: itself); see :func:`s3bp.local_path`."""
+        return self.resolve(url).path
+
+    def _cache(self, data: dict[str, Any]) -> Cache:
+        """The managed cache, with the path locks saves take and the configured limits."""
+        db = self._index()
+        if self._cache_locks is None and db.writable:
+            from .locks import StripedLocks
+
+            with self._lock:
+                if self._cache_locks is None:
+                    self._cache_locks = StripedLocks(self.state_dir / "locks", "path")  # the files UploadQueue.holding uses
+        return Cache(
+            self.cache_dir, db, self._cache_locks, self._mappings, max_size=_limit(_config.parse_size, data["cache_max_size"]),
+            max_age=_limit(_config.parse_age, data["cache_max_age"]),
+        )  # fmt: skip
+
+    def _cache_use(self, data: dict[str, Any], res: paths.Resolution) -> AbstractContextManager[None]:
+        """For a URL's copy: its lock held through the load and the read, the use noted after (see :meth:`Cache.loading`)."""
+        return contextlib.nullcontext() if res.endpoint is None else self._cache(data).loading(res.path)
+
+    def cache_info(self) -> CacheInfo:
+        """The managed cache's size, files, limits and oldest use; see :func:`s3bp.cache_info`."""
+        cache = self._cache(self.settings())
+        return cache.info(max_size=cache.max_size, max_age=cache.max_age)
+
+    def cache_prune(self, max_size: int | str | None = None, older_than: float | str | None = None, *, dry_run: bool = False) -> PruneReport:
+        """Evict least recently used files from the managed cache; see :func:`s3bp.cache_prune`."""
+        cache = self._cache(self.settings())
+        size = cache.max_size if max_size is None else _argument(_config.parse_size, "max_size", max_size)
+        age = cache.max_age if older_than is None else _argument(_config.parse_age, "older_than", older_than)
+        return cache.prune(max_size=size, max_age=age, dry_run=dry_run)
+
+    def cache_clear(self, *, dry_run: bool = False) -> PruneReport:
+        """Evict every file of the managed cache that may go; see :func:`s3bp.cache_clear`."""
+        return self._cache(self.settings()).prune(max_size=0, max_age=None, dry_run=dry_run)
+
+    def list_objects(self, url: str) -> list[Listed]:
+        """The objects under ``s3://bucket/prefix``, with their local copies' state; see :func:`s3bp.list_objects`."""
+        from .folders import listing
+
+        bucket, _, prefix = url[len(paths.URL_SCHEME) :].partition("/") if paths.is_url(url) else ("", "", "")
+        if not bucket:
+            raise InvalidPathError(f"Expected an s3://bucket/prefix URL, got {url!r}.")
+        paths.check_bucket_name(bucket)
+        return listing(self._folder_ops(), bucket, prefix)
+
     # -- configuration ----------------------------------------------------------
 
     def set_default_bucket(self, bucket: str) -> None:
@@ -534,6 +625,9 @@ class Store:
             atexit.unregister(self._at_exit)
             queue.close()
         self._connections.close()
+        if self._cache_locks is not None:
+            self._cache_locks.close()
+            self._cache_locks = None
         if db is not None:
             db.close()
 
@@ -554,6 +648,19 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _limit(parse: Any, value: Any) -> Any:
+    """A cache limit from the config (already validated), or None."""
+    return None if value is None else parse(value)
+
+
+def _argument(parse: Any, name: str, value: Any) -> Any:
+    """A size or age argument, parsed; :class:`InvalidArgumentError` naming it when it is wrong."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"{name} must be {exc}, got {value!r}.") from None
 
 
 def _finish(fut: UploadFuture, wait: bool) -> UploadFuture:

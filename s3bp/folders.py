@@ -10,6 +10,7 @@ a thread pool through the same code as a load.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -112,6 +113,17 @@ class FolderOps:
     download: Callable[..., SyncRecord]
     delete: Callable[[str, str], None]
     journal: Callable[[str, str, str, bool], UploadFuture]
+    #: set by :func:`paired`: the one directory in ``mappings`` holds the keys under this prefix (not under its name)
+    prefix: str | None = None
+    #: the managed cache's directory for ``endpoint`` (where URL copies live), for :func:`listing`
+    cache_dir: str | None = None
+
+
+def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOps:
+    """``ops`` for a local directory paired with ``s3://bucket/prefix``: files keyed by their path relative to the
+    directory after the prefix, with the same records, journal and safety rules as a mapped directory."""
+    resolve = functools.partial(paths.resolve_in_pair, local_dir=local_dir, bucket=bucket, prefix=prefix)
+    return dataclasses.replace(ops, mappings={local_dir: bucket}, resolve=resolve, prefix=prefix)
 
 
 def survey(ops: FolderOps, directory: str | os.PathLike[str]) -> tuple[list[FileState], list[tuple[str, str]]]:
@@ -194,9 +206,13 @@ def _remote_side(scope: _Scope, top: str, base: str) -> dict[str, tuple[paths.Re
     roots = [base] + sorted(d for d in mappings if d != top and paths.contains(top, d))
     for root in roots:
         bucket = mappings[root]
-        name_prefix = paths.base_dir_key(root, root) + "/"
         start = top if root == base else root
-        for obj in scope.ops.list(bucket, paths.base_dir_key(root, start) + "/"):
+        if scope.ops.prefix is None:
+            name_prefix, list_prefix = paths.base_dir_key(root, root) + "/", paths.base_dir_key(root, start) + "/"
+        else:  # a directory paired with s3://bucket/prefix
+            below = os.path.relpath(start, root).replace(os.sep, "/")
+            name_prefix, list_prefix = scope.ops.prefix, scope.ops.prefix + ("" if below == "." else below + "/")
+        for obj in scope.ops.list(bucket, list_prefix):
             if obj.key.endswith("/") and obj.size == 0:
                 continue  # a "folder" marker made by a console
             parts = key_parts(obj.key, name_prefix)
@@ -441,3 +457,58 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+# -- listing S3 directly ------------------------------------------------------------
+
+#: Keys under this prefix are s3bp's own (e.g. version names) and never listed.
+RESERVED_PREFIX = ".s3bp/"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object of :func:`s3bp.list_objects`: as S3 lists it, and the state of its local copy, if there is one."""
+
+    bucket: str
+    key: str
+    size: int
+    last_modified: float
+    etag: str
+    #: the file under a mapped directory, else the managed cache's copy; None when neither exists
+    local_path: str | None = None
+    #: how the local copy relates to the object (as :func:`s3bp.ls` says), None without one
+    state: State | None = None
+
+
+def listing(ops: FolderOps, bucket: str, prefix: str) -> list[Listed]:
+    """Every object of ``bucket`` under ``prefix`` (s3bp's reserved ``.s3bp/`` keys and folder markers left out), with
+    the state of its local copy where a mapped file or a cache copy exists; one listing, no other request."""
+    out = []
+    for obj in ops.list(bucket, prefix):
+        if obj.key.startswith(RESERVED_PREFIX) or (obj.key.endswith("/") and obj.size == 0):
+            continue
+        path = _local_copy(ops, bucket, obj.key)
+        state = None
+        if path is not None:
+            record, pending = ops.db.load_state(path)
+            state = classify(local_stat(path), record_of(record, ops.endpoint, bucket, obj.key), obj, pending=pending)
+        out.append(Listed(bucket, obj.key, obj.size, obj.last_modified, obj.etag, path, state))
+    return out
+
+
+def _local_copy(ops: FolderOps, bucket: str, key: str) -> str | None:
+    """The existing local file of ``bucket``/``key``: under a mapped directory that keys it so, else in the managed cache."""
+    mapped = paths.directory_of(bucket, key, ops.mappings)
+    if mapped is not None and os.path.isfile(mapped):
+        try:
+            res = ops.resolve(mapped)
+        except S3bpError:
+            res = None
+        if res is not None and (res.bucket, res.key) == (bucket, key):
+            return mapped
+    parts = paths.safe_key_parts(key)
+    if ops.cache_dir is not None and parts is not None:
+        cached = os.path.join(ops.cache_dir, bucket, *parts)
+        if os.path.isfile(cached):
+            return cached
+    return None

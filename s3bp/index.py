@@ -103,6 +103,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     conditional INTEGER NOT NULL,
     checked_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cache_uses (
+    path TEXT PRIMARY KEY,
+    used_at REAL NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -712,6 +717,41 @@ class StateDB:
         rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,)).fetchall()
         pending = conn.execute("SELECT 1 FROM journal WHERE path = ? LIMIT 1", (path,)).fetchone()
         return (SyncRecord(*rows[0]) if rows else None), pending is not None
+
+    # -- managed cache use ------------------------------------------------
+
+    def note_use(self, path: str, used_at: float, size: int) -> None:
+        """Note that the managed cache's file ``path`` (``size`` bytes) was used at ``used_at``; best effort (see :meth:`_best_effort`)."""
+        self._best_effort(self._note_use, path, used_at, size)
+
+    @_guarded
+    def _note_use(self, path: str, used_at: float, size: int) -> None:
+        """Insert or replace the use row of ``path``."""
+        self._write("INSERT OR REPLACE INTO cache_uses (path, used_at, size) VALUES (?, ?, ?)", (path, used_at, size))
+
+    @_guarded
+    def uses_under(self, directory: str, sep: str = "/") -> dict[str, tuple[float, int]]:
+        """Per path below ``directory``: when it was last used and its size then."""
+        low, high = _subtree_range(directory, sep)
+        return {p: (t, n) for p, t, n in self._query("SELECT path, used_at, size FROM cache_uses WHERE path >= ? AND path < ?", (low, high))}
+
+    @_guarded
+    def use_totals(self, directory: str, sep: str = "/") -> tuple[int, float | None]:
+        """The total size of the uses noted below ``directory``, and the oldest use (None when there is none)."""
+        low, high = _subtree_range(directory, sep)
+        total, oldest = self._query("SELECT coalesce(sum(size), 0), min(used_at) FROM cache_uses WHERE path >= ? AND path < ?", (low, high))[0]
+        return int(total), oldest
+
+    @_guarded
+    def forget_cached(self, evicted: list[tuple[str, float | None, float]]) -> None:
+        """After eviction, in one transaction: drop the use rows and sync records of the evicted paths.
+
+        ``evicted`` holds ``(path, verified_at of the record seen when it was evicted or None, when it was evicted)``:
+        a record or use noted since (the file was loaded again meanwhile) is kept.
+        """
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM cache_uses WHERE path = ? AND used_at <= ?", [(p, t) for p, _, t in evicted])
+            conn.executemany("DELETE FROM records WHERE path = ? AND verified_at = ?", [(p, v) for p, v, _ in evicted if v is not None])
 
 
 def _create_private(path: str) -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InvalidBucketNameError, InvalidPathError, NoBucketError
+from .errors import InvalidArgumentError, InvalidBucketNameError, InvalidPathError, NoBucketError
 
 MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -27,6 +27,8 @@ class Resolution:
     key: str
     base_dir: str | None
     reason: str
+    #: for an ``s3://`` URL: the endpoint whose managed cache holds the local copy (None for a local path)
+    endpoint: str | None = None
 
 
 def normalize(path: str | os.PathLike[str]) -> str:
@@ -172,3 +174,146 @@ def directory_of(bucket: str, prefix: str, mappings: Mapping[str, str]) -> str |
 def normalize_mappings(raw: Mapping[str, str]) -> dict[str, str]:
     """Normalise the directories of a base-dir mapping (later duplicates win)."""
     return {normalize(d): b for d, b in raw.items()}
+
+
+# -- s3:// URLs -------------------------------------------------------------------
+
+URL_SCHEME = "s3://"
+
+
+def is_url(path: object) -> bool:
+    """Whether ``path`` is an ``s3://`` URL (a str; an ``os.PathLike`` is always a local path)."""
+    return isinstance(path, str) and path[:5].lower() == URL_SCHEME
+
+
+def safe_key_parts(key: str) -> tuple[str, ...] | None:
+    """The path components ``key`` names as a local relative path, or None when it cannot be one safely.
+
+    Refused: an empty or absolute key, empty, ``.`` or ``..`` segments,
+    backslashes, NUL bytes, and segments starting with ``.s3bp-`` (s3bp's own
+    temp files beside a local copy).
+    """
+    if not key or key.startswith("/"):
+        return None
+    parts = tuple(key.split("/"))
+    for part in parts:
+        if part in ("", ".", "..") or "\\" in part or "\0" in part or part.startswith(".s3bp-"):
+            return None
+    return parts
+
+
+def split_url(url: str, *, prefix: bool = False) -> tuple[str, str]:
+    """The bucket and key (or, with ``prefix``, key prefix) of ``s3://bucket/key``.
+
+    A key must name a file that can be a safe local relative path (see
+    :func:`safe_key_parts`). A prefix may be empty (the whole bucket) and is
+    returned ending with ``/`` when not empty.
+
+    Raises
+    ------
+    InvalidPathError
+        For a URL without a bucket, or a key or prefix that is not safe, naming the URL.
+    InvalidBucketNameError
+        When the bucket breaks S3's naming rules.
+    """
+    if not is_url(url):
+        raise InvalidPathError(f"Expected an s3://bucket/key URL, got {url!r}.")
+    bucket, _, key = url[len(URL_SCHEME) :].partition("/")
+    if not bucket:
+        raise InvalidPathError(f"Cannot use {url!r}: it names no bucket. Write s3://BUCKET/KEY.")
+    check_bucket_name(bucket)
+    if prefix:
+        key = key.rstrip("/")
+        if key and safe_key_parts(key) is None:
+            raise InvalidPathError(
+                f"Cannot use {url!r} as a folder: its prefix {key!r} cannot be a local directory "
+                f"(empty, '.' or '..' segments, backslashes, or s3bp's own '.s3bp-' names). Use a plain prefix."
+            )
+        return bucket, key + "/" if key else ""
+    if not key or key.endswith("/"):
+        raise InvalidPathError(f"Cannot use {url!r}: it does not name an object. Write s3://{bucket}/KEY.")
+    if safe_key_parts(key) is None:
+        raise InvalidPathError(
+            f"Cannot use {url!r}: its key {key!r} cannot be a safe local file name (an absolute key, empty, '.' or '..' "
+            f"segments, backslashes, NUL, or s3bp's own '.s3bp-' names). Copy the object to a plain key first."
+        )
+    return bucket, check_key(key, url)
+
+
+def resolve_url(url: str, cache_dir: str, endpoint: str, bucket: str | None = None) -> Resolution:
+    """The :class:`Resolution` of ``s3://bucket/key``: its local copy is ``cache_dir/bucket/key``.
+
+    Parameters
+    ----------
+    url
+        The URL.
+    cache_dir
+        The managed cache's directory for ``endpoint`` (``<cache root>/<endpoint id>``).
+    endpoint
+        The endpoint the copy belongs to (recorded in the resolution).
+    bucket
+        A bucket also given as an argument: it must be the URL's.
+
+    Raises
+    ------
+    InvalidPathError, InvalidBucketNameError
+        See :func:`split_url`.
+    InvalidArgumentError
+        When ``bucket`` is another bucket than the URL's.
+    """
+    name, key = split_url(url)
+    if bucket is not None and bucket != name:
+        raise InvalidArgumentError(f"{url!r} is in bucket {name!r} but bucket_name={bucket!r} was given: pass one or the other.")
+    path = os.path.join(os.path.abspath(cache_dir), name, *key.split("/"))
+    return Resolution(path, name, key, None, "s3:// URL; its local copy is in the managed cache", endpoint)
+
+
+def url_of_copy(path: str, cache_dir: str) -> str:
+    """The ``s3://bucket/key`` URL whose copy is the normalised ``path`` in ``cache_dir`` (an endpoint's managed cache).
+
+    Raises
+    ------
+    InvalidPathError
+        When ``path`` is not the copy of an object in that directory (another endpoint's, a pinned version's).
+    """
+    parts = os.path.relpath(path, cache_dir).split(os.sep) if contains(cache_dir, path) else []
+    if len(parts) < 2 or parts[0].startswith("."):
+        raise InvalidPathError(
+            f"{path} is in s3bp's managed cache but is not a copy of an object on the configured endpoint ({cache_dir}): "
+            f"use its s3://bucket/key URL instead."
+        )
+    return URL_SCHEME + "/".join(parts)
+
+
+def resolve_in_pair(path: str, local_dir: str, bucket: str, prefix: str) -> Resolution:
+    """The :class:`Resolution` of a file under ``local_dir`` paired with ``s3://bucket/prefix`` (keys relative to the prefix).
+
+    Raises
+    ------
+    InvalidPathError
+        When ``path`` is not below ``local_dir``, or its key cannot be stored.
+    """
+    norm = normalize(path)
+    if norm == local_dir or not contains(local_dir, norm):
+        raise InvalidPathError(f"{norm} is not inside {local_dir}, the directory paired with s3://{bucket}/{prefix}.")
+    key = prefix + os.path.relpath(norm, local_dir).replace(os.sep, "/")
+    return Resolution(norm, bucket, check_key(key, norm), local_dir, f"inside {local_dir}, paired with s3://{bucket}/{prefix}")
+
+
+def folder_pair(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> tuple[str, str, str]:
+    """``(local dir, bucket, prefix)`` from an ``s3://bucket/prefix/`` URL and a local directory, in either order.
+
+    Raises
+    ------
+    InvalidPathError
+        Unless exactly one of the two is a URL, or when the prefix is not safe.
+    """
+    urls = [p for p in (first, second) if is_url(p)]
+    if len(urls) != 1:
+        raise InvalidPathError(
+            f"Give one s3://bucket/prefix/ URL and one local directory, got {os.fspath(first)!r} and {os.fspath(second)!r}."
+        )
+    url = urls[0]
+    local = second if first is url else first
+    bucket, prefix = split_url(str(url), prefix=True)
+    return normalize(local), bucket, prefix

@@ -159,7 +159,8 @@ def test_push_pull_sync_ls(tmp_path, endpoint, bucket, raw):
     assert res.returncode == 0
     lines = {line.split()[-1]: line for line in res.stdout.splitlines()}
     assert lines["a.txt"].startswith("local newer") and lines["sub/b.txt"].startswith("same") and lines["c.txt"].startswith("remote only")
-    assert run("ls", f"s3://{bucket}/project/sub").stdout.split() == ["same", "2", "b.txt"]
+    listed = run("ls", f"s3://{bucket}/project/sub").stdout.split()  # S3's listing, with the mapped file's state
+    assert listed[:2] == ["same", "2"] and listed[4:] == ["project/sub/b.txt", f"({project / 'sub' / 'b.txt'})"]
 
     res = run("pull", str(project), "-v")
     assert res.returncode == 0 and "download: c.txt" in res.stdout and "skipped: a.txt: the local file is newer" in res.stdout
@@ -185,3 +186,24 @@ def test_folder_commands_refuse_an_unmapped_dir(tmp_path):
     res = run("push", str(tmp_path))
     assert res.returncode == 1 and "s3bp map" in res.stderr and res.stderr.count("\n") == 1
     assert run("push").returncode == 2
+
+
+def test_ls_of_an_unmapped_bucket_and_a_url_folder_pair(tmp_path, endpoint, bucket, raw):
+    raw.put_object(Bucket=bucket, Key="t/a.txt", Body=b"aaa")
+    raw.put_object(Bucket=bucket, Key="t/sub/b.txt", Body=b"b")
+    raw.put_object(Bucket=bucket, Key=".s3bp/names/t/a.txt", Body=b"s3bp's own")
+    res = run("ls", f"s3://{bucket}")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert [line.split()[-1] for line in lines] == ["t/a.txt", "t/sub/b.txt"]
+    assert lines[0].startswith("not local") and lines[0].split()[2] == "3"
+    here = tmp_path / "here"
+    res = run("pull", f"s3://{bucket}/t/", str(here))
+    assert res.returncode == 0 and "download: a.txt" in res.stdout and (here / "sub" / "b.txt").read_bytes() == b"b"
+    (here / "c.txt").write_text("new")
+    res = run("push", str(here), f"s3://{bucket}/t/")
+    assert res.returncode == 0 and "upload: c.txt" in res.stdout and "uploaded 1" in res.stdout
+    assert raw.get_object(Bucket=bucket, Key="t/c.txt")["Body"].read() == b"new"
+    assert run("ls", f"s3://{bucket}/t/c").stdout.startswith("not local")
+    res = run("pull", f"s3://{bucket}/t/")
+    assert res.returncode == 1 and "local directory" in res.stderr

@@ -111,3 +111,17 @@ def test_any_text_is_read_or_refused_with_config_error(tmp_path_factory, text):
     except ConfigError:
         pass
     assert path.read_bytes() == before  # never rewritten by reading
+
+
+def test_cache_limits_accept_sizes_and_ages_with_units():
+    from s3bp.config import parse_age, parse_size
+
+    assert parse_size("20GB") == 20 * 10**9 and parse_size("500MiB") == 500 * 2**20 and parse_size(1234) == 1234
+    assert parse_size("1.5 kb") == 1500 and parse_size("0") == 0
+    assert parse_age("30d") == 30 * 86400 and parse_age("12h") == 12 * 3600 and parse_age("90min") == 5400 and parse_age(7) == 7
+    data = validate({"cache_max_size": "20GB", "cache_max_age": "30d"}, "f")
+    assert data["cache_max_size"] == "20GB" and data["cache_max_age"] == "30d"  # kept as written; parsed where used
+    bad_values = [("cache_max_size", v) for v in ("lots", -1, "5 parsecs", True, "9" * 400)]
+    for field, bad in bad_values + [("cache_max_age", v) for v in ("soon", [1], float("nan"))]:
+        with pytest.raises(ConfigError, match=f"f: field '{field}' must be a"):
+            validate({field: bad}, "f")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from s3bp import paths
 from s3bp.errors import InvalidBucketNameError, InvalidPathError, NoBucketError
 from s3bp.paths import check_bucket_name, contains, normalize, resolve
 from s3bp.tree import key_parts
@@ -112,3 +114,39 @@ def test_directory_of_inverts_base_dir_keys_and_the_deepest_wins():
     assert directory_of("b", "sub/k", mappings) == "/x/data/sub/k"
     assert directory_of("c", "other", mappings) == "/y/other"
     assert directory_of("b", "elsewhere/k", mappings) is None and directory_of("z", "data", mappings) is None
+
+
+def test_urls_split_into_bucket_and_safe_key():
+    from s3bp.errors import InvalidArgumentError
+
+    assert paths.is_url("s3://b/k") and paths.is_url("S3://b/k") and not paths.is_url(pathlib.Path("s3://b/k"))
+    assert paths.split_url("s3://bucket/a/b.pkl") == ("bucket", "a/b.pkl")
+    assert paths.split_url("s3://bucket/a/b/", prefix=True) == ("bucket", "a/b/")
+    assert paths.split_url("s3://bucket", prefix=True) == ("bucket", "")
+    for bad in ("s3://bucket/../x", "s3://bucket/a//b", "s3://bucket//a", "s3://bucket/a\\b", "s3://bucket/", "s3://bucket/a/",
+                "s3://bucket/./a", "s3://bucket/.s3bp-1.abc-x", "s3://", "s3:///k"):  # fmt: skip
+        with pytest.raises(InvalidPathError):
+            paths.split_url(bad)
+    with pytest.raises(InvalidPathError):
+        paths.split_url("s3://bucket/a/../b/", prefix=True)
+    res = paths.resolve_url("s3://bucket/a/b.pkl", "/c/ep", "http://ep")
+    assert (res.path, res.bucket, res.key, res.base_dir, res.endpoint) == ("/c/ep/bucket/a/b.pkl", "bucket", "a/b.pkl", None, "http://ep")
+    with pytest.raises(InvalidArgumentError):
+        paths.resolve_url("s3://bucket/a", "/c/ep", "http://ep", bucket="other")
+    assert paths.url_of_copy("/c/ep/bucket/a/b.pkl", "/c/ep") == "s3://bucket/a/b.pkl"
+    for bad in ("/c/ep/bucket", "/c/other/bucket/k", "/c/ep/.versions/b/v/k"):
+        with pytest.raises(InvalidPathError):
+            paths.url_of_copy(bad, "/c/ep")
+
+
+def test_folder_pairs_in_either_order():
+    assert paths.folder_pair("s3://bkt/p/", "/here") == ("/here", "bkt", "p/")
+    assert paths.folder_pair("/here", "s3://bkt/p") == ("/here", "bkt", "p/")
+    for first, second in (("/a", "/b"), ("s3://bkt/p", "s3://b/q")):
+        with pytest.raises(InvalidPathError):
+            paths.folder_pair(first, second)
+    res = paths.resolve_in_pair("/here/sub/f.txt", "/here", "b", "p/")
+    assert (res.bucket, res.key, res.base_dir) == ("b", "p/sub/f.txt", "/here")
+    assert paths.resolve_in_pair("/here/f.txt", "/here", "b", "").key == "f.txt"
+    with pytest.raises(InvalidPathError):
+        paths.resolve_in_pair("/elsewhere/f.txt", "/here", "b", "p/")
