@@ -8,10 +8,13 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "s3bp" / "__init__.py")
 
 PANDAS = ["pandas>=2.0", "pyarrow>=14", "feather-format>=0.4"]
 EXCEL = ["openpyxl>=3.1"]
-DEMO = ["moto[server]>=5.0"]
+# moto's S3 backend and the few packages its server needs (moto[server] pulls every service's dependencies)
+DEMO = ["moto[s3]>=5.0", "flask>=2.3", "flask-cors>=4"]
 BENCH = ["waitress>=2.1"]
 POLARS = ["polars>=1.0"]
-NOTEBOOK = ["ipykernel>=6", "nbclient>=0.7", "nbformat>=5"]  # the tests run a real notebook kernel
+NOTEBOOK = ["ipykernel>=6", "nbclient>=0.7", "nbformat>=5", "ipywidgets>=8"]  # the tests run a real notebook kernel
+TEST = PANDAS + EXCEL + POLARS + DEMO + NOTEBOOK + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"]
+DOCS = ["sphinx>=7"]
 
 setup(
     name="s3bp",
@@ -30,7 +33,9 @@ setup(
         "polars": POLARS,
         "demo": DEMO,
         "bench": PANDAS + DEMO + BENCH,
-        "dev": PANDAS + EXCEL + POLARS + DEMO + BENCH + NOTEBOOK + ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4", "mypy>=1.8"],
+        "test": TEST,
+        "docs": DOCS,
+        "dev": TEST + BENCH + DOCS + ["ruff>=0.4", "mypy>=1.8"],
     },
     entry_points={"console_scripts": ["s3bp = s3bp.cli:main"]},
     classifiers=[

@@ -6,6 +6,7 @@ from .api import (
     cache_clear,
     cache_info,
     cache_prune,
+    configure,
     download_file,
     flush,
     forget,
@@ -18,19 +19,24 @@ from .api import (
     ls,
     map_base_directory_to_bucket,
     pending_uploads,
+    prune,
     pull,
     push,
     remove_base_directory_mapping,
     resolve_conflict,
+    restore,
     save_dataframe,
     save_object,
     set_default_bucket,
     set_default_store,
     set_max_workers,
     sync,
+    tag,
     unset_default_bucket,
+    untag,
     upload_file,
     verify,
+    versions,
 )
 from .errors import (
     ConflictError,
@@ -38,6 +44,7 @@ from .errors import (
     ObjectNotFoundError,
     S3bpError,
     UploadError,
+    VersioningError,
 )
 
 _LAZY = {
@@ -46,6 +53,7 @@ _LAZY = {
     "UploadFuture": "uploads",
     "FileState": "folders",
     "FolderReport": "folders",
+    "Version": "versioning",
     "formats": "serializers",
     "register_format": "serializers",
     "unregister_format": "serializers",
@@ -80,6 +88,7 @@ __all__ = [
     "cache_clear",
     "cache_info",
     "cache_prune",
+    "configure",
     "download_file",
     "flush",
     "forget",
@@ -110,6 +119,13 @@ __all__ = [
     "verify",
     "ObjectInfo",
     "VerifyReport",
+    "Version",
+    "VersioningError",
+    "prune",
+    "restore",
+    "tag",
+    "untag",
+    "versions",
 ]
 
 logging.getLogger("s3bp").addHandler(logging.NullHandler())

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store and its dependencies are imported on first use, keeping `import s3bp` cheap
+    import datetime
+
     from .cache import CacheInfo, PruneReport
     from .core import Store
     from .describing import ObjectInfo
@@ -15,6 +17,7 @@ if TYPE_CHECKING:  # the store and its dependencies are imported on first use, k
     from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture
     from .verifying import VerifyReport
+    from .versioning import Version, VersionSpec
 
 _default: Store | None = None
 _default_lock = threading.Lock()
@@ -127,6 +130,7 @@ def load_object(
     max_age: float | None = None,
     *,
     offline: str | None = None,
+    version: VersionSpec | None = None,
 ) -> Any:
     """Load an object, from the local file when it is current, else from S3.
 
@@ -150,6 +154,12 @@ def load_object(
         (default, or the ``offline`` config key) loads it with an
         :class:`~s3bp.errors.OfflineWarning`; ``"error"`` raises
         :class:`~s3bp.errors.EndpointError`. Without a local copy it always raises.
+    version
+        Load this version instead of the latest: a version id, a name given
+        with :func:`tag`, or a ``datetime`` (the version current then). The
+        version is read from its copy in the managed cache (downloaded the
+        first time, no request after); the file at ``filepath`` and its sync
+        state are not touched.
 
     Returns
     -------
@@ -158,13 +168,16 @@ def load_object(
     Raises
     ------
     ObjectNotFoundError
-        When the object is neither on disk nor in S3.
+        When the object is neither on disk nor in S3 (or has no such version).
     SerializationError
         When the deserializer fails (the file is left in place).
+    VersioningError
+        When ``version`` is given and the bucket has no versioning.
     """
     return get_default_store().load_object(
-        filepath, bucket_name=bucket_name, deserializer=deserializer, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline
-    )
+        filepath, bucket_name=bucket_name, deserializer=deserializer, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline,
+        version=version,
+    )  # fmt: skip
 
 
 def save_dataframe(
@@ -211,14 +224,15 @@ def load_dataframe(
     *,
     offline: str | None = None,
     backend: str = "pandas",
+    version: VersionSpec | None = None,
     **reader_kwargs: Any,
 ) -> Any:
     """Load a DataFrame, from the local file when it is current, else from S3.
 
     ``format`` as for :func:`save_dataframe`; ``backend`` is ``"pandas"`` or
     ``"polars"`` (parquet, feather and csv; needs ``s3bp[polars]``);
-    ``reader_kwargs`` go to the format's reader. Other parameters are as for
-    :func:`load_object`.
+    ``reader_kwargs`` go to the format's reader. Other parameters (``version``
+    among them) are as for :func:`load_object`.
     """
     return get_default_store().load_dataframe(
         filepath,
@@ -229,6 +243,7 @@ def load_dataframe(
         max_age=max_age,
         offline=offline,
         backend=backend,
+        version=version,
         **reader_kwargs,
     )
 
@@ -262,13 +277,18 @@ def download_file(
     max_age: float | None = None,
     *,
     offline: str | None = None,
+    version: VersionSpec | None = None,
 ) -> str:
     """Make sure the local file holds the newest version, downloading only if S3 has a newer one.
 
     Parameters are as for :func:`load_object`; returns the local file's
-    absolute path.
+    absolute path. With ``version``, returns the path of that version's
+    read-only copy in the managed cache instead, and leaves the file at
+    ``filepath`` as it is (copy it from there if you want it elsewhere).
     """
-    return get_default_store().download_file(filepath, bucket_name=bucket_name, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline)
+    return get_default_store().download_file(
+        filepath, bucket_name=bucket_name, namekey=namekey, verbose=verbose, max_age=max_age, offline=offline, version=version
+    )
 
 
 def set_default_bucket(name: str) -> None:
@@ -289,6 +309,30 @@ def map_base_directory_to_bucket(directory: str | os.PathLike[str], bucket: str)
 def remove_base_directory_mapping(directory: str | os.PathLike[str]) -> None:
     """Remove a directory's bucket mapping."""
     get_default_store().remove_base_directory_mapping(directory)
+
+
+def configure(**settings: Any) -> dict[str, Any]:
+    """Change settings in the config file, each checked as the file's are; None sets one back to its default.
+
+    Any key of the config file: ``default_bucket``, ``endpoint_url``, ``profile``,
+    ``region``, ``max_age``, ``max_workers``, ``conflict``, ``offline``, ... (see
+    the README's Configuration section). All are checked before any is written.
+
+    Returns
+    -------
+    dict
+        Every setting, as now in effect.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown setting or a wrong value; nothing is written then.
+
+    Examples
+    --------
+    >>> s3bp.configure(endpoint_url="http://localhost:9000", max_age=60)  # doctest: +SKIP
+    """
+    return get_default_store().configure(**settings)
 
 
 def set_max_workers(n: int) -> None:
@@ -391,13 +435,25 @@ def pull(
     delete: bool = False,
     dry_run: bool = False,
     progress: bool | None = None,
+    as_of: datetime.datetime | None = None,
 ) -> FolderReport:
     """Download every object under a mapped directory's prefix that is newer than the local copy.
 
     As :func:`push`; with ``delete``, also delete local files whose object was
     deleted in S3 since the last sync, if they are unchanged since.
+
+    With ``as_of`` (a ``datetime``; naive means local time; the bucket needs
+    versioning), the directory is brought to the state S3 had at that time:
+    each file gets the version current then (one ListObjectVersions for the
+    whole prefix), files whose object did not exist then are left alone (with
+    ``delete``, deleted if unchanged since their last sync), and local changes
+    are never overwritten (they are reported as conflicts). A file that
+    receives an older version is recorded as such: a later ``pull`` brings the
+    latest again, ``push`` and ``sync`` never send it as new (an edited one is
+    a conflict where S3 has a newer version), and a save of it is checked like
+    any save against the version S3 holds.
     """
-    return get_default_store().pull(directory, local_dir, delete=delete, dry_run=dry_run, progress=progress)
+    return get_default_store().pull(directory, local_dir, delete=delete, dry_run=dry_run, progress=progress, as_of=as_of)
 
 
 def sync(
@@ -477,6 +533,117 @@ def verify(directory: str | os.PathLike[str], *, repair: bool = False) -> Verify
         ``corrupt local copy``, ``not checkable``), what was repaired, and ``ok``.
     """
     return get_default_store().verify(directory, repair=repair)
+
+
+def versions(filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:
+    """Every version of the object ``filepath`` maps to, newest first.
+
+    Parameters
+    ----------
+    filepath, bucket_name, namekey
+        As for :func:`save_object`: the object is the one a save would write.
+
+    Returns
+    -------
+    list of Version
+        Each with ``version_id``, ``last_modified`` (UTC), ``size``, ``etag``,
+        ``is_latest``, ``is_delete_marker`` and the ``names`` given to it with :func:`tag`.
+
+    Raises
+    ------
+    VersioningError
+        When the bucket has no versioning (the message says how to turn it on).
+    """
+    return get_default_store().versions(filepath, bucket_name=bucket_name, namekey=namekey)
+
+
+def restore(
+    filepath: str | os.PathLike[str],
+    version: VersionSpec,
+    bucket_name: str | None = None,
+    namekey: bool | None = None,
+    *,
+    conflict: str | None = None,
+    verbose: bool = False,
+) -> str:
+    """Make an older version the latest again, then bring the local file up to date.
+
+    The version is copied server-side (nothing passes through this machine)
+    as a new latest version; every version stays. Returns the local file's path.
+
+    Parameters
+    ----------
+    filepath, bucket_name, namekey
+        As for :func:`save_object`.
+    version
+        A version id, a name given with :func:`tag`, or a ``datetime``.
+    conflict
+        ``"raise"`` (default, or the ``conflict`` config key): restore only
+        over the version this machine last synced, and only when the local
+        file has no changes that are not in S3; else
+        :class:`~s3bp.errors.ConflictError`. ``"overwrite"``: regardless.
+    verbose
+        Print how the local file was brought up to date.
+
+    Raises
+    ------
+    ConflictError
+        When another writer changed the object (also during the restore), or the local file has unsaved changes.
+    VersioningError
+        When the bucket has no versioning.
+    """
+    return get_default_store().restore(filepath, version, bucket_name=bucket_name, namekey=namekey, conflict=conflict, verbose=verbose)
+
+
+def tag(
+    filepath: str | os.PathLike[str],
+    name: str,
+    version: VersionSpec | None = None,
+    bucket_name: str | None = None,
+    namekey: bool | None = None,
+) -> str:
+    """Give a version (default: the latest) a name such as ``"prod"`` or a git commit; ``version="prod"`` then loads it.
+
+    A name moves when given to another version. Names are kept in the bucket
+    (``.s3bp/names/KEY.json``), so every machine sees them; a lookup is one request.
+    Returns the version id named.
+    """
+    return get_default_store().tag(filepath, name, version, bucket_name=bucket_name, namekey=namekey)
+
+
+def untag(filepath: str | os.PathLike[str], name: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
+    """Remove the name ``name`` (the version itself stays)."""
+    get_default_store().untag(filepath, name, bucket_name=bucket_name, namekey=namekey)
+
+
+def prune(
+    filepath: str | os.PathLike[str],
+    *,
+    keep: int | None = None,
+    older_than: datetime.timedelta | None = None,
+    dry_run: bool = True,
+    bucket_name: str | None = None,
+    namekey: bool | None = None,
+) -> list[Version]:
+    """Delete old versions for good; never the latest, never a named one.
+
+    Parameters
+    ----------
+    keep
+        Keep the ``keep`` newest versions (the latest among them).
+    older_than
+        Delete only versions replaced longer ago than this (by the store's clock).
+    dry_run
+        Only say what would be deleted (the default: pass ``dry_run=False`` to delete).
+
+    Returns
+    -------
+    list of Version
+        What was deleted (or would be).
+    """
+    return get_default_store().prune(filepath, keep=keep, older_than=older_than, dry_run=dry_run, bucket_name=bucket_name, namekey=namekey)
+
+
 def local_path(url: str | os.PathLike[str]) -> str:
     """Where the local copy of ``s3://bucket/key`` lives: ``<cache dir>/<endpoint id>/<bucket>/<key>``.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__, api, paths
 from .errors import InvalidArgumentError, InvalidPathError, S3bpError
@@ -29,6 +31,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
     (the config file, the AWS_* environment, ~/.aws/config or boto3's default).
     """
     store = api.get_default_store()
+    if getattr(args, "config_action", None):
+        return _CONFIG_ACTIONS[args.config_action](store, args)
+    if args.json:
+        return _config_json(store)
     print(f"config file: {store.config.path}{'' if store.config.path.exists() else ' (not created yet)'}")
     print(f"state dir:   {store.state_dir}")
     settings = store.settings()
@@ -50,17 +56,92 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_json(store: Any) -> int:
+    """``s3bp config --json``: the overview as one JSON object."""
+    settings = store.settings()
+    connection = _connection({key: settings.get(key) for key in _CONNECTION})
+    print(json.dumps({
+        "config_file": str(store.config.path),
+        "state_dir": str(store.state_dir),
+        "settings": settings,
+        "connection": {name: {"value": value, "source": source} for name, value, source in connection},
+        "endpoints": {e: {"conditional_puts": honoured, "checked": checked} for e, (honoured, checked) in store.endpoint_modes().items()},
+    }, indent=2, default=str))  # fmt: skip
+    return 0
+
+
+def _config_get(store: Any, args: argparse.Namespace) -> int:
+    """``s3bp config get KEY``: the setting's value (exit 1, no output, when it is unset)."""
+    from .config import check_setting
+
+    value = check_setting(args.key, store.settings().get(args.key))  # an unknown key is an error, as in `set`
+    if args.json:
+        print(json.dumps(value))
+        return 0
+    if value is None:
+        return 1
+    print(json.dumps(value) if isinstance(value, (dict, list)) else value)
+    return 0
+
+
+def _config_set(store: Any, args: argparse.Namespace) -> int:
+    """``s3bp config set KEY VALUE``: check and write one setting."""
+    from .config import parse_value
+
+    value = store.configure(**{args.key: parse_value(args.key, args.value)})[args.key]
+    print(f"{args.key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    return 0
+
+
+def _config_unset(store: Any, args: argparse.Namespace) -> int:
+    """``s3bp config unset KEY``: back to the default."""
+    value = store.configure(**{args.key: None})[args.key]
+    print(f"{args.key}: {'(not set)' if value is None else value} (the default)")
+    return 0
+
+
+def _config_import(store: Any, args: argparse.Namespace) -> int:
+    """``s3bp config import-0.1 PATH``: add an s3bp 0.1.x config's settings where this one has none."""
+    from .config import import_legacy
+
+    if not os.path.isfile(args.path):
+        raise InvalidPathError(f"No s3bp 0.1.x config at {args.path!r}: give the path of its s3bp_cfg.yml.")
+    taken = import_legacy(store.config, args.path)
+    if not taken:
+        print(f"nothing to import from {args.path}: its settings are already in {store.config.path}, or it has none")
+    for name, value in taken.items():
+        if isinstance(value, dict):
+            for directory, bucket in sorted(value.items()):
+                print(f"imported mapping {directory} -> {bucket}")
+        else:
+            print(f"imported {name}: {value}")
+    return 0
+
+
+_CONFIG_ACTIONS = {"get": _config_get, "set": _config_set, "unset": _config_unset, "import-0.1": _config_import}
+
+
 def _print_connection(given: dict[str, str | None]) -> None:
     """The endpoint, region and profile a client uses (the config file's, else botocore's chain), and their sources."""
-    from .remote import describe_connection  # imports botocore: its config chain decides
-
-    for name, value, source in describe_connection(**given):
+    for name, value, source in _connection(given):
         print(f"{name}: {'(not set)' if value is None else value} (from {source})")
+
+
+def _connection(given: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    """The effective endpoint, region and profile with their sources; a global option's source is the command line."""
+    from .remote import describe_connection
+
+    overrides = api.get_default_store().config.overrides
+    rows = describe_connection(**given)
+    return [(n, v, f"the command line (--{n.replace('_', '-')})" if n in overrides else src) for n, v, src in rows]
 
 
 def _cmd_where(args: argparse.Namespace) -> int:
     """Say which bucket and key a path resolves to, and why."""
     res = api.get_default_store().resolve(args.path, args.bucket, args.namekey)
+    if args.json:
+        print(json.dumps({"url": f"s3://{res.bucket}/{res.key}", **dataclasses.asdict(res)}, indent=2))
+        return 0
     print(f"s3://{res.bucket}/{res.key}")
     print(f"  local path: {res.path}")
     print(f"  because:    {res.reason}")
@@ -78,8 +159,15 @@ def _cmd_default_bucket(args: argparse.Namespace) -> int:
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
-    """Map a directory to a bucket."""
-    api.map_base_directory_to_bucket(args.directory, args.bucket)
+    """Map a directory to a bucket, say so, and warn when the bucket cannot be reached (one request; ``--no-check``)."""
+    store = api.get_default_store()
+    store.map_base_directory_to_bucket(args.directory, args.bucket)
+    directory = paths.normalize(args.directory)
+    print(f"mapped {directory} -> s3://{args.bucket}/{os.path.basename(directory)}/")
+    if not args.no_check:
+        problem = store.check_bucket(args.bucket)
+        if problem is not None:
+            print(f"s3bp map: warning: {problem.cli_message()} (the mapping is kept)", file=sys.stderr)
     return 0
 
 
@@ -168,9 +256,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     target = args.target
     if target.startswith("s3://"):
         target = _local_dir_of(target)
-    for f in api.ls(target):
+    files = api.ls(target)
+    if args.json:
+        print(json.dumps([_file_json(f) for f in files], indent=2))
+        return 0
+    for f in files:
         size = f.size
-        print(f"{f.state.value:15} {size:>12,} {_rel(f.path, paths.normalize(target))}")
+        both = f"  (local {f.local.size:,} B, S3 {f.remote.size:,} B)" if f.local and f.remote and f.state.value == "conflict" else ""
+        print(f"{f.state.value:15} {size:>12,} {_rel(f.path, paths.normalize(target))}{both}")
     return 0
 
 
@@ -224,6 +317,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAILED to repair {_rel(path, report.directory)}: {reason}", file=sys.stderr)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _file_json(f: Any) -> dict[str, Any]:
+    """One ``s3bp ls --json`` entry: the file, its object, its state and both sides' sizes."""
+    return {
+        "path": f.path, "bucket": f.bucket, "key": f.key, "state": f.state.value,
+        "local_size": f.local.size if f.local else None, "remote_size": f.remote.size if f.remote else None,
+    }  # fmt: skip
 
 
 def _ls_url(args: argparse.Namespace) -> int:
@@ -294,8 +395,106 @@ def _rel(path: str, top: str) -> str:
 def _cmd_resolve(args: argparse.Namespace) -> int:
     """Settle a conflict for one file."""
     api.resolve_conflict(args.path, args.keep)
-    kept = "your version was uploaded" if args.keep == "local" else f"S3's version downloaded; yours is in {args.path}.s3bp-local"
+    kept = (
+        "your version was uploaded (and any .s3bp-remote copy beside it removed)"
+        if args.keep == "local"
+        else f"S3's version downloaded; yours is in {args.path}.s3bp-local"
+    )
     print(f"resolved {args.path}: {kept}")
+    return 0
+
+
+def _version_arg(text: str | None) -> str | datetime.datetime | None:
+    """A ``--version``/VERSION argument: an ISO time (``2024-05-01T12:00``, ``...Z``) is a datetime, anything else an id or a name."""
+    if text is None:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return text
+    return when if ("T" in text or " " in text or len(text) == 10) else text
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    """List an object's versions, newest first."""
+    found = api.versions(args.path, args.bucket, args.namekey)
+    if args.json:
+        rows = [dict(dataclasses.asdict(v), last_modified=v.last_modified.isoformat()) for v in found]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not found:
+        print("no versions")
+    for v in found:
+        when = v.last_modified.strftime("%Y-%m-%d %H:%M:%S UTC")
+        what = "(deleted)" if v.is_delete_marker else f"{v.size:>12,}"
+        flags = " latest" if v.is_latest else ""
+        names = f"  [{', '.join(v.names)}]" if v.names else ""
+        print(f"{v.version_id}  {when}  {what}{flags}{names}")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    """Make a version the latest again, then update the local file."""
+    rule = "overwrite" if args.overwrite else None
+    path = api.restore(args.path, _version_arg(args.version) or args.version, args.bucket, args.namekey, conflict=rule)
+    print(f"restored {args.version} as the latest version; {path} is up to date")
+    return 0
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    """Name a version (default: the latest)."""
+    version_id = api.tag(args.path, args.name, _version_arg(args.version), args.bucket, args.namekey)
+    print(f"{args.name} -> {version_id}")
+    return 0
+
+
+def _cmd_untag(args: argparse.Namespace) -> int:
+    """Remove a version's name."""
+    api.untag(args.path, args.name, args.bucket, args.namekey)
+    print(f"removed the name {args.name}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    """Delete old versions (never the latest, never a named one)."""
+    older = None
+    if args.older_than is not None:
+        from .config import parse_age
+
+        if args.older_than.replace(".", "", 1).isdigit():  # a bare number: days? seconds? too costly to guess when deleting
+            raise InvalidArgumentError(f"--older-than {args.older_than}: give a unit, e.g. {args.older_than}d (days) or {args.older_than}h (hours).")
+        try:
+            older = datetime.timedelta(seconds=parse_age(args.older_than))
+        except ValueError as exc:
+            raise InvalidArgumentError(f"--older-than {args.older_than}: {exc}") from None
+    gone = api.prune(args.path, keep=args.keep, older_than=older, dry_run=args.dry_run, bucket_name=args.bucket, namekey=args.namekey)
+    verb = "would delete" if args.dry_run else "deleted"
+    for v in gone:
+        print(f"{verb}: {v.version_id}  {v.last_modified.strftime('%Y-%m-%d %H:%M:%S UTC')}  {v.size:,}")
+    print(f"{verb} {len(gone)} version(s)")
+    return 0
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    """Write an object's bytes (the latest, or a version) to stdout."""
+    import shutil
+
+    path = api.download_file(args.path, args.bucket, args.namekey, version=_version_arg(args.version))
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    return 0
+
+
+def _cmd_versioning(args: argparse.Namespace) -> int:
+    """Show a bucket's versioning, or turn it on or suspend it."""
+    enable = True if args.enable else False if args.suspend else None
+    status = api.get_default_store().bucket_versioning(args.bucket, enable) or "never enabled"
+    if enable is True:
+        print(f"versioning is on for bucket {args.bucket}: every save keeps its version from now on")
+    elif enable is False:
+        print(f"versioning is suspended for bucket {args.bucket}: saves replace the 'null' version; older versions stay")
+    else:
+        print(f"bucket {args.bucket}: versioning {status}")
     return 0
 
 
@@ -313,11 +512,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("config", help="show the effective config, its file and the state dir").set_defaults(func=_cmd_config)
+    p = sub.add_parser("config", help="show the effective config, its file and the state dir; get, set or unset a setting")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.set_defaults(func=_cmd_config)
+    actions = p.add_subparsers(dest="config_action", metavar="ACTION")
+    q = actions.add_parser("get", help="print a setting's value (exit 1 when unset)")
+    q.add_argument("key")
+    q.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the value as JSON")
+    q = actions.add_parser("set", help="check and write a setting (numbers and mappings in YAML: 5, {dir: bucket})")
+    q.add_argument("key")
+    q.add_argument("value")
+    q = actions.add_parser("unset", help="set a setting back to its default")
+    q.add_argument("key")
+    q = actions.add_parser("import-0.1", help="import an s3bp 0.1.x config (s3bp_cfg.yml) where this one has no settings")
+    q.add_argument("path")
     p = sub.add_parser("where", help="the bucket and key a local path resolves to, and why")
     p.add_argument("path")
     p.add_argument("--bucket", default=None)
     p.add_argument("--namekey", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.set_defaults(func=_cmd_where)
     p = sub.add_parser("default-bucket", help="show, set or unset the default bucket")
     p.add_argument("name", nargs="?")
@@ -326,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("map", help="map a directory to a bucket")
     p.add_argument("directory")
     p.add_argument("bucket")
+    p.add_argument("--no-check", action="store_true", help="do not check that the bucket exists (no request)")
     p.set_defaults(func=_cmd_map)
     p = sub.add_parser("unmap", help="remove a directory's mapping")
     p.add_argument("directory")
@@ -356,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_folder)
     p = sub.add_parser("ls", help="local vs S3 state of every file under a mapped directory")
     p.add_argument("target", nargs="?", default=".", metavar="DIR|s3://BUCKET/PREFIX")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     p.set_defaults(func=_cmd_ls)
     p = sub.add_parser("info", help="what S3 holds for a path (one HEAD): ETag, size, type, metadata, and the local state")
     p.add_argument("path")
@@ -385,10 +600,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", choices=("local", "remote"), required=True)
     p.set_defaults(func=_cmd_resolve)
     sub.add_parser("demo", help="run the demo against an embedded local S3 server").set_defaults(func=_cmd_demo)
+    _add_version_commands(sub)
     for command in sub.choices.values():  # `s3bp flush --debug` as well as `s3bp --debug flush`
         # SUPPRESS: a subcommand without the flag leaves `s3bp --debug COMMAND`'s value alone
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _add_connection_options(parser, default=None)
+    for command in sub.choices.values():  # before or after the command, as `aws` takes them
+        _add_connection_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_version_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands for versions: versions, restore, tag, untag, prune, cat, versioning."""
+
+    def object_parser(name: str, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("path")
+        p.add_argument("--bucket", default=None)
+        p.add_argument("--namekey", action="store_true")
+        return p
+
+    p = object_parser("versions", "list the versions of a file's object, newest first, with their names")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    p.set_defaults(func=_cmd_versions)
+    p = object_parser("restore", "make a version (id, name or ISO time) the latest again, then update the local file")
+    p.add_argument("version")
+    p.add_argument("--overwrite", action="store_true", help="even if the object or the local file changed since the last sync")
+    p.set_defaults(func=_cmd_restore)
+    p = object_parser("tag", "name a version (default: the latest), e.g. prod or a git commit")
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default=None)
+    p.set_defaults(func=_cmd_tag)
+    p = object_parser("untag", "remove a version's name")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_untag)
+    p = object_parser("prune", "delete old versions for good (never the latest, never a named one)")
+    p.add_argument("--keep", type=int, default=None, help="keep the N newest versions")
+    p.add_argument("--older-than", default=None, metavar="AGE", help="delete only versions replaced over AGE ago, e.g. 30d, 12h, 2w")
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    p.set_defaults(func=_cmd_prune)
+    p = object_parser("cat", "write a file's object (or one version of it) to stdout")
+    p.add_argument("--version", default=None, help="a version id, a name, or an ISO time")
+    p.set_defaults(func=_cmd_cat)
+    p = sub.add_parser("versioning", help="show a bucket's versioning, or turn it on")
+    p.add_argument("bucket")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--enable", action="store_true", help="turn versioning on")
+    group.add_argument("--suspend", action="store_true", help="suspend versioning (older versions stay)")
+    p.set_defaults(func=_cmd_versioning)
+
+#: The global options that override a connection setting for one run: (option, setting).
+_GLOBAL_OPTIONS = (("--endpoint-url", "endpoint_url"), ("--profile", "profile"), ("--region", "region"))
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--endpoint-url``, ``--profile`` and ``--region``: override the config for this run only."""
+    group = parser.add_argument_group("connection (for this run only; the config file is not changed)")
+    for option, setting in _GLOBAL_OPTIONS:
+        group.add_argument(option, dest=f"global_{setting}", metavar=setting.split("_")[0].upper(), default=default)
+
+
+def _use_overrides(args: argparse.Namespace) -> None:
+    """Make the default store use the global options' settings over the config file's, for this run."""
+    overrides = {setting: getattr(args, f"global_{setting}", None) for _, setting in _GLOBAL_OPTIONS}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        from .config import ConfigFile
+        from .core import Store
+
+        api.set_default_store(Store(config=ConfigFile(overrides=overrides)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -398,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rc = 0
     shown, warnings.showwarning = warnings.showwarning, _warn_in_one_line
     try:
+        _use_overrides(args)
         rc = args.func(args)
         sys.stdout.flush()  # here, so that a closed pipe is handled below
         return rc
@@ -433,7 +714,7 @@ def _failed(args: argparse.Namespace, exc: BaseException) -> int:
     """Report a failed command in one line (and its traceback with ``--debug``); exit code 1."""
     if args.debug:
         traceback.print_exc()
-    text = str(exc)
+    text = exc.cli_message() if isinstance(exc, S3bpError) else str(exc)  # remedies as `s3bp` commands
     if not isinstance(exc, S3bpError):  # one line, whatever the library put in its message
         text = " ".join(text.split())
     if not isinstance(exc, (S3bpError, ValueError, OSError)):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .errors import ConfigError, InvalidPathError
+from .errors import ConfigError, InvalidPathError, S3bpError
 
 logger = logging.getLogger("s3bp")
 
@@ -103,11 +103,12 @@ def validate(data: Any, source: str) -> dict[str, Any]:
 _CHOICES = {"conflict": ("raise", "overwrite"), "offline": ("warn", "error"), "on_exit": ("auto", "wait", "handoff")}
 
 
-def _check_field(field: str, value: Any, source: str) -> Any:
+def _check_field(field: str, value: Any, source: str, fix: str = " Fix the file.") -> Any:
     """Return ``value`` if it is right for ``field``, else raise :class:`ConfigError`."""
 
     def wrong(expected: str) -> ConfigError:
-        return ConfigError(f"{source}: field {field!r} must be {expected}, found {value!r}. Fix the file.")
+        where = f"{source}: field" if source else "setting"
+        return ConfigError(f"{where} {field!r} must be {expected}, found {value!r}.{fix}")
 
     if field in _OPTIONAL_STR:
         if value is not None and (not isinstance(value, str) or not value):
@@ -214,26 +215,54 @@ class ConfigFile:
     Parameters
     ----------
     path
-        The file; None means :func:`config_path` of the environment.
+        The file; None means :func:`config_path` of the environment (and, when
+        that file does not exist yet, a 0.1.x config found beside the installed
+        package is imported into it once: see :func:`import_legacy`).
+    overrides
+        Settings that win over the file's for this object's lifetime and are
+        never written (the ``s3bp`` command's ``--endpoint-url``, ``--profile``
+        and ``--region``); checked like the file's.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None):
+    def __init__(self, path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None):
         self.path = Path(path) if path is not None else config_path()
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._data: dict[str, Any] = validate({}, str(self.path))
+        self._overrides = {k: check_setting(k, v) for k, v in (overrides or {}).items()}
+        self._merged: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._legacy_pending = path is None
 
     def read(self) -> dict[str, Any]:
-        """Return the current settings; re-parse only if the file changed.
+        """Return the current settings (the file's, with the overrides); re-parse only if the file changed.
 
         The same dict is returned until the file changes, so callers can
         cache what they derive from it; do not modify it.
         """
+        data = self._read_file()
+        if not self._overrides:
+            return data
+        with self._lock:
+            if self._merged is None or self._merged[0] is not data:
+                self._merged = (data, {**data, **self._overrides})
+            return self._merged[1]
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The settings given to override the file's (a copy)."""
+        return dict(self._overrides)
+
+    def _read_file(self) -> dict[str, Any]:
+        """The file's settings, re-parsed only if its stat changed."""
         try:
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except (FileNotFoundError, NotADirectoryError):
             stamp = None
+            if self._legacy_pending:
+                self._legacy_pending = False
+                _import_found_legacy(self)
+                return self._read_file()
         with self._lock:
             if stamp != self._stamp:
                 self._data = self._load() if stamp is not None else validate({}, str(self.path))
@@ -280,7 +309,7 @@ class ConfigFile:
             with FileLock(str(self.path) + ".lock"):
                 with self._lock:
                     self._stamp = None  # another process may have written since
-                data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.read().items()}
+                data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._read_file().items()}
                 change(data)
                 data = validate(data, str(self.path))
                 written = {k: v for k, v in data.items() if v != DEFAULTS[k]}
@@ -296,12 +325,23 @@ class ConfigFile:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp)
         except OSError as exc:
+            self._legacy_pending = False
             raise ConfigError(
                 f"Cannot write the config file {self.path}: {exc.strerror or exc}. "
                 f"Make {self.path.parent} writable, or set S3BP_CONFIG to a writable file."
             ) from exc
         return data
 
+    def set(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``settings`` one by one (None: back to the default) and write them in one update; the settings as written.
+
+        Raises
+        ------
+        ConfigError
+            Naming the first unknown setting or wrong value; nothing is written then.
+        """
+        checked = {k: DEFAULTS[k] if v is None else check_setting(k, v) for k, v in settings.items()}
+        return self.update(lambda d: d.update(checked))
 
     def set_default_bucket(self, bucket: str | None) -> None:
         """Use ``bucket`` when no bucket is given or mapped (None: forget it)."""
@@ -348,3 +388,145 @@ class ConfigFile:
 def _make_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) readable by the owner only, if missing."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def check_setting(field: str, value: Any) -> Any:
+    """Check one setting as a value in the file is checked; return it.
+
+    Raises
+    ------
+    ConfigError
+        When ``field`` is no setting or ``value`` is wrong for it.
+    InvalidBucketNameError
+        When ``field`` is ``default_bucket`` and ``value`` breaks S3's naming rules.
+    """
+    if field not in DEFAULTS:
+        raise ConfigError(f"Unknown setting {field!r}; the settings are {', '.join(DEFAULTS)}.")
+    value = _check_field(field, value, "", fix="")
+    if field == "default_bucket" and value is not None:
+        paths.check_bucket_name(value)
+    return value
+
+
+def parse_value(field: str, text: str) -> Any:
+    """A setting's value from the command line: text for the string settings, else YAML (``5``, ``0.5``, ``{a: b}``)."""
+    import yaml
+
+    if field in _OPTIONAL_STR:
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"setting {field!r}: {text!r} is not a value s3bp can read ({exc}).") from exc
+
+
+# -- s3bp 0.1.x ---------------------------------------------------------------------
+#
+# 0.1.x kept ``s3bp_cfg.yml`` in its own package directory (default_bucket,
+# base_dir_to_bucket_map, max_workers, and an unused default_base_dir). After an
+# upgrade the file may still sit beside the new package. It is read, never written.
+
+LEGACY_NAME = "s3bp_cfg.yml"
+_LEGACY_KEYS = ("default_bucket", "base_dir_to_bucket_map", "max_workers")
+
+
+def legacy_config_paths(environ: Mapping[str, str] = os.environ) -> list[Path]:
+    """Where a 0.1.x config may be: ``$S3BP_LEGACY_CONFIG`` if set (empty: nowhere), else ``s3bp/s3bp_cfg.yml`` beside
+    this package and in every site-packages directory."""
+    if "S3BP_LEGACY_CONFIG" in environ:
+        given = environ["S3BP_LEGACY_CONFIG"]
+        return [Path(given).expanduser()] if given else []
+    import site
+    import sys
+
+    dirs = [Path(__file__).resolve().parent.parent]
+    with contextlib.suppress(AttributeError):  # a virtualenv's old site module
+        dirs += [Path(d) for d in site.getsitepackages()]
+    dirs += [Path(d) for d in sys.path if d.endswith("-packages")]
+    seen: list[Path] = []
+    for d in dirs:
+        if d / "s3bp" / LEGACY_NAME not in seen:
+            seen.append(d / "s3bp" / LEGACY_NAME)
+    return seen
+
+
+def read_legacy(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a 0.1.x ``s3bp_cfg.yml`` that s3bp can use (each checked like the file's).
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read or is not YAML; naming it.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"Cannot read the s3bp 0.1.x config {path}: {' '.join(str(exc).split())}.") from exc
+    if isinstance(data, tuple) and data and isinstance(data[0], dict):  # 0.1.x could write a one-element tuple
+        data = data[0]
+    if not isinstance(data, dict):
+        return {}
+    found: dict[str, Any] = {}
+    for field in _LEGACY_KEYS:
+        if data.get(field) in (None, {}):
+            continue
+        try:
+            found[field] = check_setting(field, data[field])
+        except S3bpError as exc:
+            logger.warning("s3bp: not imported from %s: %s", path, exc)
+    return found
+
+
+def import_legacy(config: ConfigFile, legacy: str | os.PathLike[str]) -> dict[str, Any]:
+    """Add a 0.1.x config's settings to ``config`` where it has none of its own; the old file is left as it is.
+
+    The default bucket and the worker count are taken when ``config`` leaves
+    them at their defaults; each mapping when its directory is not mapped yet.
+
+    Returns
+    -------
+    dict
+        What was imported.
+    """
+    found = read_legacy(legacy)
+    taken: dict[str, Any] = {}
+
+    def change(data: dict[str, Any]) -> None:
+        taken.clear()
+        for field in ("default_bucket", "max_workers"):
+            if field in found and data[field] == DEFAULTS[field]:
+                data[field] = taken[field] = found[field]
+        mapping = paths.normalize_mappings(data["base_dir_to_bucket_map"])
+        added = {d: b for d, b in paths.normalize_mappings(found.get("base_dir_to_bucket_map", {})).items() if d not in mapping}
+        if added:
+            data["base_dir_to_bucket_map"] = {**mapping, **added}
+            taken["base_dir_to_bucket_map"] = added
+
+    if found:
+        config.update(change)
+    return taken
+
+
+def _import_found_legacy(config: ConfigFile) -> None:
+    """First use with no config file: import the first 0.1.x config found, and say so in one line on stderr."""
+    import sys
+
+    for legacy in legacy_config_paths():
+        if not legacy.is_file():
+            continue
+        if config.path.exists():  # another process made it meanwhile
+            return
+        try:
+            taken = import_legacy(config, legacy)  # two processes at once: the second finds nothing left to add
+        except S3bpError as exc:
+            print(f"s3bp: could not import the s3bp 0.1.x config {legacy}: {exc}", file=sys.stderr)
+            return
+        if taken:
+            what = ", ".join(f"{len(v)} mapping(s)" if isinstance(v, dict) else f"{k} {v}" for k, v in taken.items())
+            print(f"s3bp: imported the s3bp 0.1.x config {legacy} into {config.path} ({what}); the old file is left as it was",
+                  file=sys.stderr)  # fmt: skip
+        return
+

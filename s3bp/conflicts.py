@@ -135,12 +135,13 @@ def conflict_error(
     synced = f" (this machine last synced it at {_utc(synced_at)})" if synced_at is not None else ""
     return ConflictError(
         f"Not uploaded: s3://{bucket}/{key} was changed in S3{theirs} by another writer{synced}; "
-        f"your version of {path}, saved at {_utc(saved_at)}, would replace it. Yours stays on disk and in the upload journal. "
-        f"Keep yours: s3bp.resolve_conflict(path, keep='local') or `s3bp resolve {path} --keep local`; "
-        f"take theirs (yours is kept as {path}.s3bp-local): keep='remote' / `--keep remote`.",
+        f"your version of {path}, saved at {_utc(saved_at)}, would replace it. Yours stays on disk and in the upload journal.",
         path,
         bucket,
         key,
+    ).with_remedy(
+        f"Keep yours: s3bp.resolve_conflict(path, keep='local'); take theirs (yours is kept as {path}.s3bp-local): keep='remote'.",
+        f"Keep yours: `s3bp resolve {path} --keep local`; take theirs (yours is kept as {path}.s3bp-local): `--keep remote`.",
     )
 
 

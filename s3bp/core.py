@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config as _config
-from . import paths, remote
+from . import paths, remote, versioning
 from .cache import Cache, cache_root, endpoint_id
 from .errors import (
     EndpointError,
@@ -41,13 +41,15 @@ from .errors import (
 )
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
 from .labels import format_of, label
-from .localfiles import LOCAL_SUFFIX, Placement, local_stat, refuse_directory, set_aside, sidecar
+from .localfiles import LOCAL_SUFFIX, Placement, drop_sidecar, local_stat, refuse_directory, set_aside, sidecar
 from .receiving import download, receive
 from .remote import Connections, Wire
 from .sending import send_entry, snapshot_digest
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
+from .tree import REMOTE_SUFFIX
 
 if TYPE_CHECKING:
+    import datetime
     from contextlib import AbstractContextManager
 
     from .cache import CacheInfo, PruneReport
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from .locks import StripedLocks
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
     from .verifying import VerifyReport
+    from .versioning import Version, VersionSpec
 
 logger = logging.getLogger("s3bp")
 
@@ -274,11 +277,14 @@ class Store:
     def load_object(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, deserializer: Deserializer | str | None = None,
         namekey: bool | None = None, verbose: bool = False, max_age: float | None = None, *, offline: str | None = None,
+        version: VersionSpec | None = None,
     ) -> Any:
         """Load an object, from the local file when it is current, else from S3; see :func:`s3bp.load_object`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = codec(deserializer, "deserializer", res.path)
+        if version is not None:
+            return self._pinned(data, res, version, read)
         with self._cache_use(data, res):
             return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
@@ -300,22 +306,27 @@ class Store:
 
     def load_dataframe(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None, namekey: bool | None = None,
-        verbose: bool = False, max_age: float | None = None, *, offline: str | None = None, backend: str = "pandas", **reader_kwargs: Any,
+        verbose: bool = False, max_age: float | None = None, *, offline: str | None = None, backend: str = "pandas",
+        version: VersionSpec | None = None, **reader_kwargs: Any,
     ) -> Any:
         """Load a DataFrame, from the local file when it is current, else from S3; see :func:`s3bp.load_dataframe`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = frame_codec(res.path, format, reader_kwargs, "deserializer", backend)
+        if version is not None:
+            return self._pinned(data, res, version, read)
         with self._cache_use(data, res):
             return deserialize(read, self._load(data, res, verbose=verbose, max_age=max_age, offline=offline))
 
     def download_file(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, verbose: bool = False,
-        max_age: float | None = None, *, offline: str | None = None,
+        max_age: float | None = None, *, offline: str | None = None, version: VersionSpec | None = None,
     ) -> str:
-        """Bring the local file up to date with S3 and return its path; see :func:`s3bp.download_file`."""
+        """Bring the local file up to date with S3 and return its path (or a pinned version's copy); see :func:`s3bp.download_file`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
+        if version is not None:
+            return self._pinned(data, res, version)
         with self._cache_use(data, res):
             return self._load(data, res, verbose=verbose, max_age=max_age, offline=offline)
 
@@ -368,6 +379,71 @@ class Store:
             how = {Step.USE_LOCAL: " (no request)"}.get(plan.step, " (S3 answered 304)") if verdict is Verdict.LOCAL_CURRENT else ""
             print(f"s3bp: {res.path} <- s3://{res.bucket}/{res.key}: {verdict.value}{how}")
         return res.path
+
+    # -- versions (the protocols are in s3bp.versions) ------------------------------
+
+    def _pinned(self, data: dict[str, Any], res: paths.Resolution, version: VersionSpec, read: Deserializer | None = None) -> Any:
+        """Read (with ``read``; else return the path of) the managed cache's copy of one version of the object ``res``
+        names, downloaded first if need be, under the cache's lock for it (its use noted); ``res.path`` is not touched."""
+        wire = self._wire(data)
+        version_id, target = versioning.pinned_target(wire, self._index(), self.cache_dir, res.bucket, res.key, version)
+        with self._cache(data).loading(target):
+            versioning.fetch_pinned(wire, res.bucket, res.key, version_id, target)
+            return target if read is None else deserialize(read, target)
+
+    def versions(self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:
+        """Every version of the object ``filepath`` maps to, newest first; see :func:`s3bp.versions`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        return versioning.list_versions(self._wire(data), res.bucket, res.key)
+
+    def restore(
+        self, filepath: str | os.PathLike[str], version: VersionSpec, bucket_name: str | None = None, namekey: bool | None = None, *,
+        conflict: str | None = None, verbose: bool = False,
+    ) -> str:
+        """Make a version the latest again (server-side copy), then bring the local file up to date; see :func:`s3bp.restore`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        rule = self._options(data, conflict, None).conflict
+        wire, db = self._wire(data), self._index()
+        _, changed = versioning.restore(wire, db, path=res.path, bucket=res.bucket, key=res.key, version=version, conflict=rule)
+        if changed:  # conflict="overwrite" over local changes: they go aside as NAME.s3bp-local, as keep="remote" does
+            self.resolve_conflict(filepath, keep="remote", bucket_name=bucket_name, namekey=namekey)
+            return res.path
+        with self._cache_use(data, res):
+            return self._load(data, res, verbose=verbose, max_age=0, offline="error")
+
+    def tag(
+        self, filepath: str | os.PathLike[str], name: str, version: VersionSpec | None = None, bucket_name: str | None = None,
+        namekey: bool | None = None,
+    ) -> str:
+        """Name a version (default: the latest); return its id. See :func:`s3bp.tag`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        return versioning.tag(self._wire(data), self._index(), res.bucket, res.key, name, version)
+
+    def untag(self, filepath: str | os.PathLike[str], name: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
+        """Remove a version's name; see :func:`s3bp.untag`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        versioning.untag(self._wire(data), res.bucket, res.key, name)
+
+    def prune(
+        self, filepath: str | os.PathLike[str], *, keep: int | None = None, older_than: datetime.timedelta | None = None,
+        dry_run: bool = True, bucket_name: str | None = None, namekey: bool | None = None,
+    ) -> list[Version]:
+        """Delete old non-current versions (never the latest or a named one); see :func:`s3bp.prune`."""
+        data = self.settings()
+        res = self._resolve(data, filepath, bucket_name, namekey)
+        age = older_than.total_seconds() if older_than is not None else None
+        return versioning.prune(self._wire(data), res.bucket, res.key, keep=keep, older_than=age, dry_run=dry_run)
+
+    def bucket_versioning(self, bucket: str, enable: bool | None = None) -> str:
+        """The bucket's versioning status, after turning it on (``enable=True``) or suspending it (``False``)."""
+        wire = self._wire(self.settings())
+        if enable is not None:
+            wire.set_versioning(paths.check_bucket_name(bucket), enable)
+        return wire.versioning(bucket)
 
     # -- the queue, folders and conflicts ----------------------------------------
 
@@ -444,6 +520,7 @@ class Store:
             delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
             ), cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(wire.endpoint)),
+            list_as_of=functools.partial(versioning.listing_as_of, wire),
         )  # fmt: skip
         return ops if pair is None else paired(ops, *pair)
 
@@ -459,13 +536,15 @@ class Store:
 
     def pull(
         self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None, *, delete: bool = False,
-        dry_run: bool = False, progress: bool | None = None,
+        dry_run: bool = False, progress: bool | None = None, as_of: datetime.datetime | None = None,
     ) -> FolderReport:
-        """Download what is newer in S3 under a mapped directory (or a directory paired with a URL); see :func:`s3bp.pull`."""
+        """Download what is newer in S3 under a mapped directory (or a directory paired with a URL), or its state at ``as_of``;
+        see :func:`s3bp.pull`."""
         from .folders import run
 
         ops, top = self._folder_target(directory, local_dir)
-        return run(ops, "pull", top, delete=delete, dry_run=dry_run, progress=progress)
+        at = versioning.timestamp(as_of) if as_of is not None else None
+        return run(ops, "pull", top, delete=delete, dry_run=dry_run, progress=progress, as_of=at)
 
     def sync(
         self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None, *, delete: bool = False,
@@ -524,6 +603,7 @@ class Store:
                 raise ObjectNotFoundError(f"Cannot keep the local version of {res.path}: no such file.")
             options = label(self._options(data, "overwrite", None), data, res.path)
             self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=True).result()
+            drop_sidecar(res.path, REMOTE_SUFFIX)  # the S3 version a sync put beside it was just replaced
             return
         db, queue = self._state()
         aside = sidecar(res.path, LOCAL_SUFFIX)
@@ -611,6 +691,21 @@ class Store:
     def remove_base_directory_mapping(self, directory: str | os.PathLike[str]) -> None:
         """Remove the mapping of ``directory`` (persisted); a no-op if it is not mapped."""
         self.config.unmap_directory(directory)
+
+    def check_bucket(self, bucket: str) -> S3bpError | None:
+        """What is wrong with ``bucket`` on the configured endpoint (missing, denied, unreachable), or None: one request."""
+        try:
+            self._wire(self.settings()).check_bucket(bucket)
+        except S3bpError as exc:
+            return exc
+        return None
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings (persisted; None: back to the default) and return them all; see :func:`s3bp.configure`."""
+        written = self.config.set(settings)
+        if "max_workers" in settings and self._queue is not None:
+            self._queue.resize(written["max_workers"])
+        return written
 
     # -- lifetime -----------------------------------------------------------------
 

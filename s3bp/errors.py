@@ -9,7 +9,10 @@ This module holds the types only: botocore errors become these in
 
 from __future__ import annotations
 
+from typing import NamedTuple, TypeVar
+
 __all__ = [
+    "Remedy",
     "S3bpError",
     "NoBucketError",
     "InvalidPathError",
@@ -31,11 +34,42 @@ __all__ = [
     "LocalFileError",
     "OfflineWarning",
     "StateWarning",
+    "VersioningError",
 ]
 
 
+class Remedy(NamedTuple):
+    """What to do about an error, in the words of the Python API and of the ``s3bp`` command."""
+
+    python: str
+    cli: str
+
+
+_E = TypeVar("_E", bound="S3bpError")
+
+
 class S3bpError(Exception):
-    """Base class of every error s3bp raises."""
+    """Base class of every error s3bp raises.
+
+    An error may carry a :class:`Remedy`: ``str(error)`` ends with its Python
+    spelling, :meth:`cli_message` with its command-line one.
+    """
+
+    remedy: Remedy | None = None
+
+    def with_remedy(self: _E, python: str, cli: str) -> _E:
+        """Attach a remedy (returns ``self``, to be raised)."""
+        self.remedy = Remedy(python, cli)
+        return self
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} {self.remedy.python}" if self.remedy is not None else text
+
+    def cli_message(self) -> str:
+        """The message with the remedy as ``s3bp`` commands, for the command line."""
+        text = super().__str__()
+        return f"{text} {self.remedy.cli}" if self.remedy is not None else text
 
 
 class NoBucketError(S3bpError, ValueError):
@@ -43,10 +77,11 @@ class NoBucketError(S3bpError, ValueError):
 
     def __init__(self, path: str):
         self.path = path
-        super().__init__(
-            f"No bucket for {path!r}: pass bucket_name=..., map a parent "
-            f"directory with s3bp.map_base_directory_to_bucket(dir, bucket), "
-            f"or set one with s3bp.set_default_bucket(bucket)."
+        super().__init__(f"No bucket for {path!r}:")
+        self.with_remedy(
+            "pass bucket_name=..., map a parent directory with s3bp.map_base_directory_to_bucket(dir, bucket), "
+            "or set one with s3bp.set_default_bucket(bucket).",
+            "map a parent directory with `s3bp map DIR BUCKET`, or set a default with `s3bp default-bucket NAME`.",
         )
 
 
@@ -137,3 +172,7 @@ class OfflineWarning(UserWarning):
 
 class StateWarning(UserWarning):
     """The state directory is read-only or was repaired: loads still work, and the message says what was kept or skipped."""
+
+
+class VersioningError(S3bpError):
+    """A version was asked for in a bucket without versioning; the message names the bucket and how to turn it on."""

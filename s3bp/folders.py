@@ -25,7 +25,8 @@ from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
 from .localfiles import file_md5, from_stat, local_stat, sidecar
 from .progress import bar
-from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts
+from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, reserved
+from .tree import RESERVED_PREFIX as TREE_RESERVED_PREFIX
 
 if TYPE_CHECKING:
     from .index import StateDB
@@ -101,7 +102,9 @@ class FolderOps:
     wrote, refusing with :class:`ConflictError` when ``path`` no longer
     matches ``expect``; ``delete(bucket, key)`` deletes one object;
     ``journal(path, bucket, key, wait)`` queues an upload exactly as a save
-    does (same options, same journal).
+    does (same options, same journal); ``list_as_of(bucket, prefix, at)`` the
+    version of each object under a prefix that was current at time ``at``
+    (for ``pull(as_of=...)``).
     """
 
     mappings: Mapping[str, str]
@@ -113,6 +116,7 @@ class FolderOps:
     download: Callable[..., SyncRecord]
     delete: Callable[[str, str], None]
     journal: Callable[[str, str, str, bool], UploadFuture]
+    list_as_of: Callable[[str, str, float], Iterable[Remote]] | None = None
     #: set by :func:`paired`: the one directory in ``mappings`` holds the keys under this prefix (not under its name)
     prefix: str | None = None
     #: the managed cache's directory for ``endpoint`` (where URL copies live), for :func:`listing`
@@ -126,7 +130,7 @@ def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOp
     return dataclasses.replace(ops, mappings={local_dir: bucket}, resolve=resolve, prefix=prefix)
 
 
-def survey(ops: FolderOps, directory: str | os.PathLike[str]) -> tuple[list[FileState], list[tuple[str, str]]]:
+def survey(ops: FolderOps, directory: str | os.PathLike[str], as_of: float | None = None) -> tuple[list[FileState], list[tuple[str, str]]]:
     """Classify every file under a mapped directory, locally and in S3.
 
     Parameters
@@ -135,6 +139,9 @@ def survey(ops: FolderOps, directory: str | os.PathLike[str]) -> tuple[list[File
         The store's operations.
     directory
         A mapped base directory or a directory below one; it need not exist yet.
+    as_of
+        Survey S3 as it was at this time (seconds since the epoch): each
+        object's version current then, and no object that was absent then.
 
     Returns
     -------
@@ -159,7 +166,7 @@ def survey(ops: FolderOps, directory: str | os.PathLike[str]) -> tuple[list[File
     # Journal first, then S3, then records: an upload finishing meanwhile is seen as pending or as done, never as neither.
     pending = ops.db.pending_under(top, os.sep)
     local = _local_side(scope, top)
-    remote = _remote_side(scope, top, base)
+    remote = _remote_side(scope, top, base, as_of)
     records = {r.path: r for r in ops.db.records_under(top, os.sep)}
     return _classify_all(scope, local, remote, records, pending), scope.skipped
 
@@ -194,12 +201,14 @@ def _local_side(scope: _Scope, top: str) -> dict[str, tuple[paths.Resolution, Lo
     local = {}
     for path, stat in _walk(top, scope.skipped):
         res = scope.resolve(path)
-        if res is not None and not scope.ignored(res):
+        if res is not None and reserved(res.key):
+            scope.skipped.append((path, f"its key {res.key} is under s3bp's reserved prefix; not synced"))
+        elif res is not None and not scope.ignored(res):
             local[path] = (res, stat)
     return local
 
 
-def _remote_side(scope: _Scope, top: str, base: str) -> dict[str, tuple[paths.Resolution, Remote]]:
+def _remote_side(scope: _Scope, top: str, base: str, as_of: float | None = None) -> dict[str, tuple[paths.Resolution, Remote]]:
     """Every object that belongs under ``top`` (one listing per mapped directory involved), by local path."""
     mappings = scope.ops.mappings
     remote = {}
@@ -212,9 +221,14 @@ def _remote_side(scope: _Scope, top: str, base: str) -> dict[str, tuple[paths.Re
         else:  # a directory paired with s3://bucket/prefix
             below = os.path.relpath(start, root).replace(os.sep, "/")
             name_prefix, list_prefix = scope.ops.prefix, scope.ops.prefix + ("" if below == "." else below + "/")
-        for obj in scope.ops.list(bucket, list_prefix):
-            if obj.key.endswith("/") and obj.size == 0:
-                continue  # a "folder" marker made by a console
+        if as_of is None:
+            listed = scope.ops.list(bucket, list_prefix)
+        else:
+            assert scope.ops.list_as_of is not None, "this store cannot list versions"
+            listed = scope.ops.list_as_of(bucket, list_prefix, as_of)
+        for obj in listed:
+            if (obj.key.endswith("/") and obj.size == 0) or reserved(obj.key):
+                continue  # a "folder" marker made by a console, or s3bp's own (names of versions)
             parts = key_parts(obj.key, name_prefix)
             if parts is None:
                 scope.skipped.append((f"s3://{bucket}/{obj.key}", "unsafe key: it would leave the base directory; not written"))
@@ -263,9 +277,17 @@ def run(
     dry_run: bool = False,
     wait: bool = True,
     progress: bool | None = None,
+    as_of: float | None = None,
 ) -> FolderReport:
-    """Carry out ``push``, ``pull`` or ``sync`` on a directory; see :meth:`s3bp.core.Store.push`."""
-    files, skipped = survey(ops, directory)
+    """Carry out ``push``, ``pull`` or ``sync`` on a directory; see :meth:`s3bp.core.Store.push`.
+
+    With ``as_of`` (a pull only), the directory is brought to the state S3 had
+    at that time; files that receive an older version are recorded as such
+    (:attr:`~s3bp.freshness.SyncRecord.as_of`), so that no later push sends them as new.
+    """
+    if as_of is not None and operation != "pull":
+        raise ValueError(f"as_of is for a pull only, not a {operation}")
+    files, skipped = survey(ops, directory, as_of)
     report = FolderReport(operation, paths.normalize(directory), dry_run, skipped=skipped)
     todo: dict[Action, list[FileState]] = {}
     for f in files:
@@ -287,17 +309,20 @@ def run(
     now = time.time()
     db.put_records(
         [
-            SyncRecord(f.path, ops.endpoint, f.bucket, f.key, f.remote.etag, f.local.size, f.local.mtime_ns, now)
+            SyncRecord(
+                f.path, ops.endpoint, f.bucket, f.key, f.remote.etag, f.local.size, f.local.mtime_ns, now,
+                version_id=f.remote.version_id, as_of=_old(f.remote, as_of),
+            )  # fmt: skip
             for f in files
             if f.state is State.SAME and f.equal_bytes and f.local and f.remote
         ]
     )
     for f in todo.get(Action.FORGET, []):
         db.delete_record(f.path)
-    fetch_beside = [] if operation == "push" else conflicts
+    fetch_beside = [] if operation == "push" or as_of is not None else conflicts
     total = sum(f.size for f in uploads + downloads + fetch_beside)
     with bar(progress, total, len(uploads) + len(downloads) + len(fetch_beside), operation) as tick:
-        _download_all(ops, downloads, fetch_beside, report, tick)
+        _download_all(ops, downloads, fetch_beside, report, tick, as_of)
         for f in todo.get(Action.DELETE_LOCAL, []):
             _attempt(report, f, functools.partial(_delete_local, db, f), report.deleted_local)
         for f in todo.get(Action.DELETE_REMOTE, []):
@@ -316,6 +341,7 @@ def _note_untouched(report: FolderReport, f: FileState) -> None:
         State.LOCAL_DELETED: "deleted locally; `push --delete` deletes it in S3",  # only push leaves it alone
         State.REMOTE_DELETED: "deleted in S3; `pull --delete` deletes it here",  # only pull leaves it alone
         State.PENDING: "a save of it is waiting in the upload queue",
+        State.OLD_VERSION: "an old version brought back by pull(as_of=...), since deleted in S3: push never sends it; save it to upload it",
     }
     reason = reasons.get(f.state)
     if reason:
@@ -324,7 +350,14 @@ def _note_untouched(report: FolderReport, f: FileState) -> None:
         report.unchanged += 1
 
 
-def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileState], report: FolderReport, tick: Callable) -> None:
+def _old(remote: Remote, as_of: float | None) -> float:
+    """The ``as_of`` mark of a record of ``remote``: the time asked for when it is not the object's current version, else 0."""
+    return as_of if as_of is not None and not remote.latest else 0.0
+
+
+def _download_all(
+    ops: FolderOps, downloads: list[FileState], beside: list[FileState], report: FolderReport, tick: Callable, as_of: float | None = None
+) -> None:
     """Download files (each only if its local side is still as surveyed) and conflicts' S3 sides, concurrently."""
     if not downloads and not beside:
         return
@@ -335,7 +368,10 @@ def _download_all(ops: FolderOps, downloads: list[FileState], beside: list[FileS
         if beside:  # NAME.s3bp-remote is s3bp's own file: overwrite whatever it holds
             rec = ops.download(f.path, f.bucket, f.key, target=sidecar(f.path, REMOTE_SUFFIX))
         else:  # only if the local file is still as surveyed, or now holds these very bytes (e.g. another pull placed them)
-            rec = ops.download(f.path, f.bucket, f.key, expect=f.local)
+            pinned = {"version_id": f.remote.version_id} if f.remote is not None and f.remote.version_id is not None else {}
+            rec = ops.download(f.path, f.bucket, f.key, expect=f.local, **pinned)
+            if f.remote is not None and _old(f.remote, as_of):
+                rec = dataclasses.replace(rec, as_of=_old(f.remote, as_of))
             received.append(rec)
         tick(rec.size)
         return rec.size
@@ -461,8 +497,8 @@ def _human(n: float) -> str:
 
 # -- listing S3 directly ------------------------------------------------------------
 
-#: Keys under this prefix are s3bp's own (e.g. version names) and never listed.
-RESERVED_PREFIX = ".s3bp/"
+#: Keys under this prefix are s3bp's own (e.g. version names) and never listed (the rule is :func:`s3bp.tree.reserved`).
+RESERVED_PREFIX = TREE_RESERVED_PREFIX
 
 
 @dataclass(frozen=True)
@@ -485,7 +521,7 @@ def listing(ops: FolderOps, bucket: str, prefix: str) -> list[Listed]:
     the state of its local copy where a mapped file or a cache copy exists; one listing, no other request."""
     out = []
     for obj in ops.list(bucket, prefix):
-        if obj.key.startswith(RESERVED_PREFIX) or (obj.key.endswith("/") and obj.size == 0):
+        if reserved(obj.key) or (obj.key.endswith("/") and obj.size == 0):
             continue
         path = _local_copy(ops, bucket, obj.key)
         state = None

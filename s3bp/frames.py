@@ -94,35 +94,127 @@ def feather_read(filepath: str, **kwargs: Any) -> Any:
 
 
 def csv_write(df: Any, filepath: str, **kwargs: Any) -> None:
-    """Write ``df`` as CSV with its index; ``kwargs`` go to ``DataFrame.to_csv``."""
+    """Write ``df`` as CSV with its index; ``kwargs`` go to ``DataFrame.to_csv``.
+
+    An unnamed index's header cell is empty, as pandas writes it; a named
+    one's is written quoted. Every CSV reader sees the same values, and
+    :func:`csv_read` knows either as a file whose first column is the index.
+    """
     need("pandas", "pandas", "csv")
-    df.to_csv(filepath, **kwargs)
+    if kwargs.get("index") is False or kwargs.get("header") is False or kwargs.get("quoting") is not None:
+        df.to_csv(filepath, **kwargs)  # no index or header to mark: an ordinary CSV
+        return
+    from pandas.io.common import get_handle
+
+    sep = kwargs.get("sep", ",")
+    header = _marked_header(df.iloc[:0].to_csv(**{k: v for k, v in kwargs.items() if k in _HEADER_OPTIONS}), sep)
+    options = {"compression": kwargs.pop("compression", "infer"), "encoding": kwargs.pop("encoding", None) or "utf-8"}
+    with get_handle(filepath, "w", **options) as handles:
+        handles.handle.write(header)
+        df.to_csv(handles.handle, header=False, **kwargs)
+
+
+#: ``DataFrame.to_csv`` options that shape the header row (the rest concern values).
+_HEADER_OPTIONS = ("sep", "index_label", "columns", "lineterminator", "quotechar", "doublequote", "escapechar")
+
+
+def _marked_header(header: str, sep: str) -> str:
+    """The header lines pandas wrote, with the first cell quoted (if pandas did not quote it already)."""
+    if header.startswith(('"', sep)):  # quoted by pandas already, or empty: an unnamed index
+        return header
+    first_line = len(header.splitlines()[0]) if header else 0
+    end = min(i for i in (header.find(sep), first_line) if i >= 0)
+    return f'"{header[:end]}"{header[end:]}'
+
+
+def _csv_has_index(filepath: str, kwargs: dict[str, Any]) -> bool:
+    """Whether the CSV's first column is an index: s3bp's quoted first header cell, or an empty one (pandas' mark of
+    an unnamed index, which s3bp 0.1.x and 0.2 wrote)."""
+    import csv
+
+    from pandas.io.common import get_handle
+
+    sep = kwargs.get("sep", kwargs.get("delimiter", ",")) or ","
+    if len(sep) != 1:
+        return False
+    options = {"compression": kwargs.get("compression", "infer"), "encoding": kwargs.get("encoding") or "utf-8", "errors": "replace"}
+    with get_handle(filepath, "r", **options) as handles:
+        line = handles.handle.readline()
+    line = line.lstrip("\ufeff").rstrip("\r\n")
+    if line.startswith(sep):
+        return True
+    if not line.startswith('"'):
+        return False
+    fields = next(csv.reader([line], delimiter=sep), [])
+    return bool(fields) and line == _marked_header(_render_row(fields, sep), sep)
+
+
+def _render_row(fields: list[str], sep: str) -> str:
+    """One CSV row as pandas writes it (quoted only where needed), without its line end."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=sep, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(fields)
+    return buf.getvalue()[:-1]
 
 
 def csv_read(filepath: str, **kwargs: Any) -> Any:
-    """Read a CSV written by :func:`csv_write`: the first column is the index unless ``index_col`` says otherwise."""
+    """Read a CSV: one s3bp wrote (or an older s3bp's) with its first column as the index, any other exactly as
+    ``pandas.read_csv`` reads it; ``index_col`` (like every keyword, passed to ``read_csv``) decides when given."""
     pd = need("pandas", "pandas", "csv")
-    kwargs.setdefault("index_col", 0)
+    if "index_col" not in kwargs and _csv_has_index(filepath, kwargs):
+        kwargs["index_col"] = 0
     return pd.read_csv(filepath, **kwargs)
 
 
+#: The workbook property that marks a workbook s3bp wrote (its first column is the index).
+_EXCEL_MARK = "s3bp.index"
+
+
 def excel_write(df: Any, filepath: str, **kwargs: Any) -> None:
-    """Write ``df`` as an .xlsx workbook (openpyxl) with its index.
+    """Write ``df`` as an .xlsx workbook (openpyxl) with its index, marked as s3bp's by a custom document property.
 
     Excel has no time zones: zoned datetimes are written as UTC wall times.
     """
+    pd = need("pandas", "pandas", "excel")
     need("openpyxl", "excel", "excel")
+    from openpyxl.packaging.custom import StringProperty
+
     df = _drop_time_zones(df)
-    kwargs.setdefault("engine", "openpyxl")
-    df.to_excel(filepath, **kwargs)
+    kwargs.pop("engine", None)
+    with pd.ExcelWriter(filepath, engine="openpyxl") as writer:
+        df.to_excel(writer, **kwargs)
+        if kwargs.get("index", True) is not False:
+            writer.book.custom_doc_props.append(StringProperty(name=_EXCEL_MARK, value="1"))
+
+
+def _excel_has_index(filepath: str, sheet: Any) -> bool:
+    """Whether the sheet's first column is an index: the workbook carries s3bp's mark, or its top-left cell is empty
+    (pandas' mark of an unnamed index, which s3bp 0.1.x and 0.2 wrote)."""
+    pd = need("pandas", "pandas", "excel")
+    if str(filepath).lower().endswith((".xlsx", ".xlsm")):
+        import openpyxl
+
+        book = openpyxl.load_workbook(filepath, read_only=True)
+        try:
+            if any(p.name == _EXCEL_MARK for p in book.custom_doc_props):
+                return True
+        finally:
+            book.close()
+    top = pd.read_excel(filepath, sheet_name=sheet, header=None, nrows=1)
+    return bool(top.shape[1]) and pd.isna(top.iloc[0, 0]) if len(top) else False
 
 
 def excel_read(filepath: str, **kwargs: Any) -> Any:
-    """Read a workbook written by :func:`excel_write`: the first column is the index unless ``index_col`` says otherwise."""
+    """Read a workbook: one s3bp wrote (or an older s3bp's) with its first column as the index, any other exactly as
+    ``pandas.read_excel`` reads it; ``index_col`` (like every keyword, passed to ``read_excel``) decides when given."""
     pd = need("pandas", "pandas", "excel")
     need("openpyxl", "excel", "excel")
-    kwargs.setdefault("index_col", 0)
     kwargs.setdefault("engine", "openpyxl")
+    sheet = kwargs.get("sheet_name", 0)
+    if "index_col" not in kwargs and isinstance(sheet, (str, int)) and _excel_has_index(filepath, sheet):
+        kwargs["index_col"] = 0
     return pd.read_excel(filepath, **kwargs)
 
 

@@ -41,6 +41,8 @@ class SyncRecord:
     verified_at: float
     saved_ns: int = 0
     part_size: int = 0  # the part size that reproduced a multipart ETag (0: not multipart, or not known)
+    version_id: str | None = None  # S3's VersionId of the object synced (None: the bucket had no versioning, or not known)
+    as_of: float = 0.0  # written by pull(as_of=...): the file holds an older version, as of this time (0: not so)
     args: str = ""  # a fingerprint of the upload arguments S3's version was uploaded with ("": downloaded, or not known)
 
     def is_of(self, endpoint: str, bucket: str, key: str) -> bool:

@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS records (
     verified_at REAL NOT NULL,
     saved_ns INTEGER NOT NULL DEFAULT 0,
     part_size INTEGER NOT NULL DEFAULT 0,
+    version_id TEXT,
+    as_of REAL NOT NULL DEFAULT 0,
     args TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS records_object ON records (bucket, key, endpoint);
@@ -89,6 +91,7 @@ CREATE TABLE IF NOT EXISTS journal (
     conflict TEXT NOT NULL DEFAULT 'raise',
     extra_args TEXT,
     held INTEGER NOT NULL DEFAULT 0,
+    base_version TEXT,
     etag TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
@@ -103,6 +106,14 @@ CREATE TABLE IF NOT EXISTS endpoints (
     conditional INTEGER NOT NULL,
     checked_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS as_of_versions (
+    endpoint TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    at REAL NOT NULL,
+    version_id TEXT NOT NULL,
+    PRIMARY KEY (endpoint, bucket, key, at)
+);
 CREATE TABLE IF NOT EXISTS cache_uses (
     path TEXT PRIMARY KEY,
     used_at REAL NOT NULL,
@@ -111,8 +122,13 @@ CREATE TABLE IF NOT EXISTS cache_uses (
 """
 
 
-_ADDED_COLUMNS = (("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"), ("etag", "TEXT"))
-_ADDED_RECORD_COLUMNS = (("part_size", "INTEGER NOT NULL DEFAULT 0"), ("args", "TEXT NOT NULL DEFAULT ''"))
+_ADDED_COLUMNS = (
+    ("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"),
+    ("base_version", "TEXT"), ("etag", "TEXT"),
+)  # fmt: skip
+_ADDED_RECORD_COLUMNS = (
+    ("part_size", "INTEGER NOT NULL DEFAULT 0"), ("version_id", "TEXT"), ("as_of", "REAL NOT NULL DEFAULT 0"), ("args", "TEXT NOT NULL DEFAULT ''"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class JournalEntry:
     conflict: str = "raise"  # or "overwrite": what to do when S3 changed since our last sync
     extra_args: str | None = None  # JSON of the upload's extra arguments (ContentType, SSE, ...)
     held: int = 0  # 1 after a failure no retry can mend (no bucket, access denied, conflict): retried only when asked
+    base_version: str | None = None  # the S3 VersionId this machine last synced for the path when the save was journaled
     etag: str | None = None  # the snapshot's ETag, computed while it was copied when it may equal the synced version's
 
     @property
@@ -614,6 +631,28 @@ class StateDB:
         """Every endpoint checked so far: whether it honours conditional writes, and when that was checked."""
         return {e: (bool(c), t) for e, c, t in self._query("SELECT endpoint, conditional, checked_at FROM endpoints ORDER BY endpoint")}
 
+    # -- versions ---------------------------------------------------------
+
+    @_guarded
+    def as_of_version(self, endpoint: str, bucket: str, key: str, at: float) -> str | None:
+        """The version id remembered as current at time ``at`` for an object, or None."""
+        rows = self._query(
+            "SELECT version_id FROM as_of_versions WHERE endpoint = ? AND bucket = ? AND key = ? AND at = ?", (endpoint, bucket, key, at)
+        )
+        return rows[0][0] if rows else None
+
+    def remember_as_of(self, endpoint: str, bucket: str, key: str, at: float, version_id: str) -> None:
+        """Remember which version was current at ``at`` (only for a time already past when S3 listed the versions); best effort."""
+        self._best_effort(self._remember_as_of, endpoint, bucket, key, at, version_id)
+
+    @_guarded
+    def _remember_as_of(self, endpoint: str, bucket: str, key: str, at: float, version_id: str) -> None:
+        """Insert or replace one remembered as-of answer."""
+        self._write(
+            "INSERT OR REPLACE INTO as_of_versions (endpoint, bucket, key, at, version_id) VALUES (?, ?, ?, ?, ?)",
+            (endpoint, bucket, key, at, version_id),
+        )
+
     # -- upload journal ---------------------------------------------------
 
     @_guarded
@@ -645,6 +684,12 @@ class StateDB:
             else:
                 seq = row[0]
             entry = dataclasses.replace(entry, seq=seq)
+            if entry.base_version is None:  # the version this save replaces, as this machine last synced it
+                base = conn.execute(
+                    "SELECT version_id FROM records WHERE path = ? AND endpoint = ? AND bucket = ? AND key = ?",
+                    (entry.path, entry.endpoint, entry.bucket, entry.key),
+                ).fetchone()
+                entry = dataclasses.replace(entry, base_version=base[0] if base else None)
             conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
         return entry
 

@@ -442,6 +442,15 @@ def sidecar(path: str, suffix: str) -> str:
     return os.path.join(head, shorten(name, _NAME_MAX - len(os.fsencode(suffix))) + suffix)
 
 
+def drop_sidecar(path: str, suffix: str) -> bool:
+    """Remove s3bp's own file beside ``path`` (``NAME`` + ``suffix``) if there is one (a regular file, never a directory)."""
+    try:
+        os.unlink(sidecar(path, suffix))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+    return True
+
+
 def set_aside(path: str, aside: str) -> bool:
     """Move ``path`` to ``aside`` (replacing what was there); whether there was anything to move."""
     try:

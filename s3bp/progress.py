@@ -6,6 +6,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def wanted(flag: bool | None) -> bool:
@@ -28,11 +29,9 @@ def bar(flag: bool | None, total: int, files: int, desc: str) -> Iterator[Callab
     if not wanted(flag) or not total and not files:
         yield lambda n: None
         return
-    from tqdm.auto import tqdm
-
     done = [0]
     lock = threading.Lock()
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr, disable=False) as shown:
+    with _tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc) as shown:
 
         def tick(n: int) -> None:
             with lock:
@@ -43,3 +42,41 @@ def bar(flag: bool | None, total: int, files: int, desc: str) -> Iterator[Callab
 
         yield tick
 
+
+@contextlib.contextmanager
+def _tqdm(**options: Any) -> Iterator[Any]:
+    """A widget bar in a notebook kernel with ipywidgets, else a text bar on stderr (never tqdm's IProgress warning).
+
+    A widget's saved text (what a notebook shows without its widget state) is
+    taken when it is displayed; it is displayed again when the bar closes, so
+    the saved notebook shows the final count rather than 0%.
+    """
+    widgets = _widgets()
+    if widgets is None:
+        from tqdm.std import tqdm
+
+        with tqdm(file=sys.stderr, **options) as shown:
+            yield shown
+        return
+    from IPython.display import display
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    shown = notebook_tqdm(display=False, **options)
+    handle = display(shown.container, display_id=True)
+    try:
+        yield shown
+    finally:
+        shown.close()
+        if handle is not None:
+            handle.update(shown.container)
+
+
+def _widgets() -> Any:
+    """ipywidgets when this is a notebook kernel that has it, else None."""
+    if not in_kernel():
+        return None
+    try:
+        import ipywidgets
+    except ImportError:
+        return None
+    return ipywidgets

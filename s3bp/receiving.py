@@ -51,19 +51,22 @@ def receive(
         stat = place.commit(mtime=first.last_modified)
     return SyncRecord(
         path=target, endpoint=wire.endpoint, bucket=bucket, key=key, etag=first.etag, size=stat.size,
-        mtime_ns=stat.mtime_ns, verified_at=time.time(), part_size=part_size,
+        mtime_ns=stat.mtime_ns, verified_at=time.time(), part_size=part_size, version_id=first.version_id,
     )  # fmt: skip
 
 
-def download(wire: Wire, path: str, bucket: str, key: str, *, target: str | None = None, expect: Any = ANY) -> SyncRecord:
-    """Download the object unconditionally (see :func:`receive`), without a progress bar; for folders and conflicts.
+def download(
+    wire: Wire, path: str, bucket: str, key: str, *, target: str | None = None, expect: Any = ANY, version_id: str | None = None
+) -> SyncRecord:
+    """Download the object (or its version ``version_id``) unconditionally (see :func:`receive`), without a progress bar; for folders and conflicts.
 
     Raises
     ------
     ObjectNotFoundError
         When the object does not exist.
     """
-    first = wire.get(bucket, key)
+    first = wire.get(bucket, key, version_id=version_id)
     if not isinstance(first, Body):
-        raise ObjectNotFoundError(f"Cannot download s3://{bucket}/{key}: no such object in S3.")
+        which = f" version {version_id}" if version_id is not None else ""
+        raise ObjectNotFoundError(f"Cannot download s3://{bucket}/{key}{which}: no such object in S3.")
     return receive(wire, path, bucket, key, first, target=target, expect=expect, progress=False)

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,8 @@ _CHECKSUM_ARGS = frozenset(
     | {"ChecksumSHA512", "ChecksumXXHASH3", "ChecksumXXHASH64", "ChecksumXXHASH128", "MpuObjectSize"}
 )
 _MISSING_CODES = ("NoSuchKey", "404", "NotFound")
+#: What a request for one version answers when there is no such version (or, 400 and 405, no readable one: a bad id, a delete marker).
+_VERSION_MISSING_CODES = ("NoSuchVersion", "InvalidArgument", "400", "MethodNotAllowed", "405")
 #: What a conditional PUT's refusal looks like: the condition failed, the object is gone, or the store cannot do it.
 _REFUSAL_CODES = ("PreconditionFailed", "412", "NoSuchKey", "404", "NotImplemented", "501", "ConditionalRequestConflict", "409")
 
@@ -81,6 +83,7 @@ class Body:
     encrypted: bool
     stream: Any
     ranged: bool = False  # ``stream`` answers the probe's range (at most PROBE_BYTES), not the whole object
+    version_id: str | None = None  #: S3's VersionId of the object (None: the bucket never had versioning)
     answer = Answer.BODY
 
 
@@ -93,7 +96,7 @@ class Head:
     last_modified: float
     encrypted: bool = False
     settings: tuple[tuple[str, Any], ...] = ()  #: what HEAD tells of the upload arguments (ContentType, Metadata, ...)
-    version_id: str | None = None  #: the object's VersionId, in a bucket with versioning
+    version_id: str | None = None  #: S3's VersionId (None: the bucket never had versioning)
 
 
 #: Upload arguments a HEAD answers with under the same name.
@@ -108,6 +111,7 @@ class Stored:
     """A PUT was accepted; S3 now holds the object with this ETag."""
 
     etag: str
+    version_id: str | None = None  #: the VersionId S3 gave the new version (None: the bucket has no versioning)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,27 @@ class Replaced:
     """An upload in parts went through, but another writer's version (this ETag) replaced it before it could be checked."""
 
     etag: str
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One entry of a ListObjectVersions answer: a version of an object, or a delete marker."""
+
+    key: str
+    version_id: str
+    last_modified: float
+    size: int
+    etag: str
+    is_latest: bool
+    is_delete_marker: bool
+
+
+@dataclass(frozen=True)
+class VersionListing:
+    """Every version and delete marker under a prefix, and the store's clock when it answered (its Date header)."""
+
+    versions: tuple[ObjectVersion, ...]
+    server_time: float
 
 
 @dataclass(frozen=True)
@@ -296,10 +321,13 @@ class Wire:
         """The client's region."""
         return self.client.meta.region_name
 
-    def get(self, bucket: str, key: str, *, if_none_match: str | None = None, if_modified_since: float | None = None) -> NotModified | Missing | Body:
-        """GET the first :data:`PROBE_BYTES` of an object, optionally only if it changed.
+    def get(
+        self, bucket: str, key: str, *, if_none_match: str | None = None, if_modified_since: float | None = None, version_id: str | None = None
+    ) -> NotModified | Missing | Body:
+        """GET the first :data:`PROBE_BYTES` of an object (of one version, given ``version_id``), optionally only if it changed.
 
         ``if_modified_since`` is compared in whole seconds, as S3 keeps LastModified.
+        A version that does not exist (or an id the store cannot read) is :class:`Missing`.
         """
         # ChecksumMode: botocore checks the object's checksum when S3 sends one (never for a range on AWS).
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{PROBE_BYTES - 1}", "ChecksumMode": "ENABLED"}
@@ -307,7 +335,10 @@ class Wire:
             kwargs["IfNoneMatch"] = if_none_match
         elif if_modified_since is not None:
             kwargs["IfModifiedSince"] = datetime.datetime.fromtimestamp(int(if_modified_since), tz=datetime.timezone.utc)
-        with _errors("download", bucket, key, expected=("304", *_MISSING_CODES)) as seen:
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        missing = _MISSING_CODES + (_VERSION_MISSING_CODES if version_id is not None else ())
+        with _errors("download", bucket, key, expected=("304", *missing)) as seen:
             try:
                 resp = self.client.get_object(**kwargs)
             except Exception as exc:
@@ -320,7 +351,10 @@ class Wire:
         if seen.code:
             return Missing()
         last_modified = resp["LastModified"].timestamp()
-        return Body(resp["ETag"], _object_size(resp), last_modified, _encrypted(resp), resp["Body"], ranged=bool(resp.get("ContentRange")))
+        return Body(
+            resp["ETag"], _object_size(resp), last_modified, _encrypted(resp), resp["Body"], ranged=bool(resp.get("ContentRange")),
+            version_id=resp.get("VersionId"),
+        )  # fmt: skip
 
     def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> int:
         """Write the whole object whose first bytes are ``body`` to the file ``dest``, checked.
@@ -350,13 +384,14 @@ class Wire:
         md5 = md5_of_etag(body.etag, body.encrypted)
         digest = hashlib.md5(usedforsecurity=False) if md5 else None
         where = f"s3://{bucket}/{key}"
+        same = {"VersionId": body.version_id} if body.version_id is not None else {}  # the rest comes from the same version
         with _errors("download", bucket, key):
             if body.size >= MULTIPART_THRESHOLD:
                 body.stream.read()  # drain it: the connection goes back to the pool
                 received = _Received()
                 with bar(progress, body.size, 0, os.path.basename(dest).split("-", 2)[-1]) as tick:
                     subscribers = [_known_object(body.size, body.etag), received] + ([_progress(tick)] if wanted(progress) else [])
-                    self._transfer().download(bucket, key, dest, extra_args={"ChecksumMode": "ENABLED"}, subscribers=subscribers).result()
+                    self._transfer().download(bucket, key, dest, extra_args={"ChecksumMode": "ENABLED", **same}, subscribers=subscribers).result()
                 _check_length(where, "received", received.total, body.size)
                 _check_length(where, "written", os.path.getsize(dest), body.size)
                 if digest is not None:
@@ -368,7 +403,7 @@ class Wire:
                     _check_length(where, "received", out.tell(), min(body.size, PROBE_BYTES) if body.ranged else body.size)
                     if out.tell() < body.size:
                         rest = self.client.get_object(
-                            Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag, ChecksumMode="ENABLED"
+                            Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag, ChecksumMode="ENABLED", **same
                         )
                         _copy(rest["Body"], out, digest)
                         _check_length(where, "received", out.tell(), body.size)
@@ -407,14 +442,14 @@ class Wire:
             guess = _upload_part_size(body.size)
             if parts_for(body.size, guess) == count and reproduces(guess):
                 return guess
-            first = self._part_length(bucket, key, 1)
+            first = self._part_length(bucket, key, 1, body.version_id)
             uniform = parts_for(body.size, first) == count  # then the parts are first, first, ..., the rest
             if uniform and first != guess and reproduces(first):
                 return first
             lengths = [first]
             if first > 0:
                 with concurrent.futures.ThreadPoolExecutor(max_workers=min(count - 1, 10)) as pool:
-                    lengths += pool.map(lambda n: self._part_length(bucket, key, n), range(2, count + 1))
+                    lengths += pool.map(lambda n: self._part_length(bucket, key, n, body.version_id), range(2, count + 1))
             if min(lengths) <= 0 or sum(lengths) != body.size:
                 logging.getLogger("s3bp").warning(
                     "s3bp: cannot check s3://%s/%s against its multipart ETag (the store gave no part sizes); its length was checked",
@@ -428,7 +463,7 @@ class Wire:
             f"{body.etag}); the local file was left as it was. Try again; if it persists, check proxies on the way."
         )
 
-    def _part_length(self, bucket: str, key: str, number: int) -> int:
+    def _part_length(self, bucket: str, key: str, number: int, version_id: str | None = None) -> int:
         """The size of part ``number`` of the object (a HEAD with PartNumber); 0 when the store refuses to tell.
 
         No IfMatch: moto compares it with the part's own ETag and answers 412. A
@@ -437,7 +472,8 @@ class Wire:
         from botocore.exceptions import ClientError
 
         try:
-            return int(self.client.head_object(Bucket=bucket, Key=key, PartNumber=number)["ContentLength"])
+            same = {"VersionId": version_id} if version_id is not None else {}
+            return int(self.client.head_object(Bucket=bucket, Key=key, PartNumber=number, **same)["ContentLength"])
         except ClientError:  # a store without PartNumber (400, 416, 501, ...)
             return 0
 
@@ -453,7 +489,8 @@ class Wire:
             if size < MULTIPART_THRESHOLD:
                 condition = {"IfMatch": if_match} if if_match is not None else {}
                 with open(source, "rb") as body:
-                    return Stored(self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra, **condition)["ETag"])
+                    resp = self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra, **condition)
+                    return Stored(resp["ETag"], resp.get("VersionId"))
             try:
                 self._transfer().upload(source, bucket, key, extra_args=extra).result()
             except RuntimeError:
@@ -464,7 +501,7 @@ class Wire:
             if not isinstance(head, Head):
                 return Replaced("")  # deleted right after our parts landed
             # This ETag came from a HEAD after the upload: another writer's version may have replaced ours meanwhile.
-            return Replaced(head.etag) if holds(head, source, size) is False else Stored(head.etag)
+            return Replaced(head.etag) if holds(head, source, size) is False else Stored(head.etag, head.version_id)
         return Refused(seen.code)
 
     def honours_conditions(self, bucket: str, beside: str) -> bool:
@@ -485,14 +522,16 @@ class Wire:
             return False
         return answer.code != "501"
 
-    def head(self, bucket: str, key: str) -> Head | Missing:
-        """The object's ETag, size and LastModified, or :class:`Missing`."""
-        with _errors("check", bucket, key, expected=_MISSING_CODES) as seen:
-            resp = self.client.head_object(Bucket=bucket, Key=key)
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> Head | Missing:
+        """The object's (or one version's) ETag, size and LastModified, or :class:`Missing`."""
+        same = {"VersionId": version_id} if version_id is not None else {}
+        missing = _MISSING_CODES + (_VERSION_MISSING_CODES if version_id is not None else ())
+        with _errors("check", bucket, key, expected=missing) as seen:
+            resp = self.client.head_object(Bucket=bucket, Key=key, **same)
             settings = tuple((k, resp[k]) for k in HEAD_SETTINGS if k in resp)
             return Head(
                 resp["ETag"], int(resp["ContentLength"]), resp["LastModified"].timestamp(), _encrypted(resp), settings,
-                version_id=resp.get("VersionId") if resp.get("VersionId") not in (None, "null") else None,
+                version_id=resp.get("VersionId"),
             )  # fmt: skip
         assert seen.code
         return Missing()
@@ -517,6 +556,113 @@ class Wire:
                 self.client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
             else:
                 self.client.create_bucket(Bucket=bucket)
+
+    # -- versions ----------------------------------------------------------------
+
+    def list_versions(self, bucket: str, prefix: str) -> VersionListing:
+        """Every version and delete marker of the keys under ``prefix`` (one ListObjectVersions per 1000), newest first per key."""
+        found: list[ObjectVersion] = []
+        server_time = 0.0
+        with _errors("list the versions of", bucket, prefix):
+            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+                if not server_time:
+                    server_time = _server_time(page)
+                for v in page.get("Versions", ()):
+                    found.append(
+                        ObjectVersion(v["Key"], str(v.get("VersionId") or "null"), v["LastModified"].timestamp(), int(v.get("Size", 0)),
+                                      v.get("ETag", ""), bool(v.get("IsLatest")), False)
+                    )  # fmt: skip
+                for m in page.get("DeleteMarkers", ()):
+                    found.append(
+                        ObjectVersion(m["Key"], str(m.get("VersionId") or "null"), m["LastModified"].timestamp(), 0, "",
+                                      bool(m.get("IsLatest")), True)
+                    )  # fmt: skip
+        # botocore parses versions and markers into two lists: put them back in S3's order (newest first per key).
+        found.sort(key=lambda v: (v.key, not v.is_latest, -int(v.last_modified)))
+        return VersionListing(tuple(found), server_time)
+
+    def copy_version(
+        self, bucket: str, key: str, version_id: str, *, if_match: str | None = None, if_none_match: bool = False
+    ) -> Stored | Refused | Missing:
+        """Make a copy of version ``version_id`` the object's latest version, server-side; only over ``if_match`` when given.
+
+        ``if_none_match``: only if the object has no current version. A store
+        that cannot do the condition (501) gets the copy without it: the caller
+        checks with :meth:`head` first. Objects over 5 GiB are copied in parts.
+        """
+        source = {"Bucket": bucket, "Key": key, "VersionId": version_id}
+        condition: dict[str, str] = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"} if if_none_match else {}
+        expected = _REFUSAL_CODES + _VERSION_MISSING_CODES + ("NoSuchKey", "InvalidRequest")
+        for attempt in (condition, {}):
+            with _errors("restore", bucket, key, expected=expected) as seen:
+                resp = self.client.copy_object(Bucket=bucket, Key=key, CopySource=source, **attempt)
+                return Stored(resp["CopyObjectResult"]["ETag"], resp.get("VersionId"))
+            if seen.code == "501" and attempt:
+                continue
+            if seen.code == "InvalidRequest":  # larger than CopyObject takes (5 GiB): in parts, through s3transfer
+                with _errors("restore", bucket, key):
+                    self._transfer().copy(source, bucket, key).result()
+                head = self.head(bucket, key)
+                return Stored(head.etag, head.version_id) if isinstance(head, Head) else Missing()
+            if seen.code in ("412", "409") or (seen.code == "404" and attempt):
+                return Refused(seen.code)
+            return Missing()  # no such version
+        return Refused("501")
+
+    def delete_versions(self, bucket: str, versions: Sequence[tuple[str, str]]) -> None:
+        """Delete these (key, version id) pairs for good, up to 1000 per request."""
+        for start in range(0, len(versions), 1000):
+            batch = [{"Key": k, "VersionId": v} for k, v in versions[start : start + 1000]]
+            with _errors("delete versions of", bucket, batch[0]["Key"]):
+                resp = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            errors = resp.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise _client_error(
+                    str(first.get("Code", "")), None, f"delete version {first.get('VersionId')} of", bucket, f"s3://{bucket}/{first.get('Key')}"
+                )
+
+    def versioning(self, bucket: str) -> str:
+        """The bucket's versioning status: ``"Enabled"``, ``"Suspended"``, or ``""`` when it was never turned on."""
+        with _errors("read the versioning of", bucket, ""):
+            return str(self.client.get_bucket_versioning(Bucket=bucket).get("Status") or "")
+
+    def set_versioning(self, bucket: str, enabled: bool) -> None:
+        """Turn the bucket's versioning on (or suspend it)."""
+        status = "Enabled" if enabled else "Suspended"
+        with _errors("set the versioning of", bucket, ""):
+            self.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": status})
+
+    def get_bytes(self, bucket: str, key: str) -> tuple[bytes, str] | Missing:
+        """A small object's bytes and ETag (one GET), or :class:`Missing`."""
+        with _errors("read", bucket, key, expected=_MISSING_CODES) as seen:
+            resp = self.client.get_object(Bucket=bucket, Key=key)
+            return resp["Body"].read(), resp["ETag"]
+        assert seen.code
+        return Missing()
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> Stored | Refused:
+        """Write a small object, only over the version ``if_match`` names, or (``if_none_match``) only if there is none."""
+        condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"} if if_none_match else {}
+        with _errors("write", bucket, key, expected=_REFUSAL_CODES if condition else ()) as seen:
+            resp = self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json", **condition)
+            return Stored(resp["ETag"], resp.get("VersionId"))
+        return Refused(seen.code)
+
+    def check_bucket(self, bucket: str) -> None:
+        """One HEAD request: return if ``bucket`` exists and may be used, else raise what is wrong.
+
+        Raises
+        ------
+        BucketNotFoundError, AccessDeniedError, CredentialsError, EndpointError
+        """
+        with _errors("check", bucket, "", expected=_MISSING_CODES + ("NoSuchBucket",)):
+            self.client.head_bucket(Bucket=bucket)
+            return
+        raise BucketNotFoundError(f"Bucket {bucket!r} does not exist on {self.endpoint}.").with_remedy(
+            "Create it, or check its name and the endpoint_url and region settings.",
+            f"Create it (e.g. `aws s3 mb s3://{bucket}`), or check its name and the endpoint and region in `s3bp config`.",
+        )
 
     def _transfer(self, threaded: bool = True) -> Any:
         """The s3transfer manager on this client: multipart, concurrent parts, memory bounded by part size."""
@@ -653,6 +799,18 @@ def _client_error(code: str, status: int | None, action: str, bucket: str, where
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _server_time(resp: dict[str, Any]) -> float:
+    """The store's clock when it answered (its Date header), else this machine's."""
+    import email.utils
+    import time
+
+    date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+    except (TypeError, ValueError):
+        return time.time()
 
 
 def _object_size(resp: dict[str, Any]) -> int:

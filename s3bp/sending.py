@@ -66,12 +66,12 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry, *, max_age: float =
         if isinstance(head, Head) and _same_settings(extra, dict(head.settings)) and holds(head, entry.spool, entry.size):
             # S3 holds exactly this save's bytes: an earlier attempt of it landed (its answer was lost, or the
             # process was killed before recording it). That is no conflict.
-            return _record(entry, head.etag)
+            return _record(entry, head.etag, head.version_id)
         latest = db.record(entry.path)
         current, newest = head.etag if isinstance(head, Head) else None, db.newest_upload(*entry.object_id)
         refusal = after_refusal(record=record, current_etag=current, latest=latest, newest_upload=newest, seq=entry.seq)
         if refusal is Refusal.SUPERSEDED and latest is not None:
-            outcome = Stored(latest.etag)
+            outcome = Stored(latest.etag, latest.version_id)
         elif refusal is not Refusal.CONFLICT:
             outcome = _put(wire, entry, extra, latest if refusal is Refusal.OVER_LATEST else None, conditional)
         if not isinstance(outcome, Stored):
@@ -79,7 +79,7 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry, *, max_age: float =
                 path=entry.path, bucket=entry.bucket, key=entry.key, saved_at=entry.created,
                 changed_at=head.last_modified if isinstance(head, Head) else None, synced_at=record.verified_at,
             )  # fmt: skip
-    return _record(entry, outcome.etag)
+    return _record(entry, outcome.etag, outcome.version_id)
 
 
 def _already_there(wire: Wire, entry: JournalEntry, extra: dict[str, Any], synced: SyncRecord | None, max_age: float) -> Unchanged | None:
@@ -93,7 +93,7 @@ def _already_there(wire: Wire, entry: JournalEntry, extra: dict[str, Any], synce
         if not (isinstance(head, Head) and head.etag.strip('"') == synced.etag.strip('"') and _same_settings(extra, dict(head.settings))):
             return None  # changed in S3 meanwhile (the conflict rule applies), gone, or other settings: upload as usual
         verified_at = time.time()
-    fields = _record(entry, synced.etag).__dict__
+    fields = _record(entry, synced.etag, synced.version_id).__dict__
     fields = {**fields, "verified_at": verified_at, "part_size": synced.part_size or fields["part_size"]}  # the part size that hashed alike
     return Unchanged(**fields)
 
@@ -118,11 +118,12 @@ def _same_settings(extra: dict[str, Any], told: dict[str, Any]) -> bool:
     return True
 
 
-def _record(entry: JournalEntry, etag: str) -> SyncRecord:
-    """The sync record of an uploaded entry: S3 holds ``etag``, the file holds the snapshot's version."""
+def _record(entry: JournalEntry, etag: str, version_id: str | None) -> SyncRecord:
+    """The sync record of an uploaded entry: S3 holds ``etag`` (as version ``version_id``), the file holds the snapshot's version."""
     return SyncRecord(
         path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=etag,
-        size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq, args=args_digest(entry.extra_args),
+        size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq, version_id=version_id,
+        args=args_digest(entry.extra_args),
         part_size=remote.upload_part_size(entry.size) if entry.size >= remote.MULTIPART_THRESHOLD else 0,  # s3transfer's parts
     )  # fmt: skip
 

@@ -38,6 +38,14 @@ IGNORE_FILE = ".s3bpignore"
 #: The suffix under which sync puts the S3 version of a conflicting file.
 REMOTE_SUFFIX = ".s3bp-remote"
 
+#: Keys under this prefix are s3bp's own (names of versions, ...): never a user's file in push, pull, sync or ls.
+RESERVED_PREFIX = ".s3bp/"
+
+
+def reserved(key: str) -> bool:
+    """Whether ``key`` is under s3bp's reserved prefix (:data:`RESERVED_PREFIX`)."""
+    return key.startswith(RESERVED_PREFIX)
+
 
 class Ignore:
     """Gitignore-style rules: :data:`DEFAULT_IGNORE` and then the lines of ``.s3bpignore``.
@@ -95,6 +103,7 @@ class State(Enum):
     LOCAL_DELETED = "deleted locally"
     REMOTE_DELETED = "deleted in S3"
     GONE = "deleted on both sides"
+    OLD_VERSION = "old version, deleted in S3"  # written by pull(as_of=...), unchanged since, and no longer in S3
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class Remote:
     etag: str
     size: int
     last_modified: float
+    version_id: str | None = None  #: the version listed (an as-of listing), or None for the latest
+    latest: bool = True  #: whether this is the object's current version
 
 
 def classify(
@@ -158,7 +169,10 @@ def classify(
     if local is None:
         return State.REMOTE_NEWER if remote_changed else State.LOCAL_DELETED
     if remote is None:
-        return State.LOCAL_NEWER if local_changed else State.REMOTE_DELETED
+        if local_changed:
+            return State.LOCAL_NEWER
+        # An older version that pull(as_of=...) brought back is not the user's new file: push must not send it.
+        return State.OLD_VERSION if record.as_of else State.REMOTE_DELETED
     if local_changed and remote_changed:
         return State.SAME if same_content() else State.CONFLICT
     if local_changed:
@@ -202,4 +216,6 @@ def action(state: State, operation: str, delete: bool = False) -> Action:
         if delete and down:
             return Action.DELETE_LOCAL
         return Action.UPLOAD if up else Action.NOTHING
+    if state is State.OLD_VERSION:  # never uploaded by a folder operation: a save or an edit makes it the user's again
+        return Action.DELETE_LOCAL if delete and down else Action.NOTHING
     return Action.NOTHING

@@ -725,10 +725,9 @@ def _as_upload_error(error: BaseException, entry: JournalEntry) -> S3bpError:
     if isinstance(error, (UploadError, ConflictError)):
         return error
     exc = UploadError(
-        f"Upload of {entry.path} failed: {_describe(error, entry)} "
-        f"The file stays in the upload journal; s3bp.flush() retries it.",
+        f"Upload of {entry.path} failed: {_describe(error, entry)} The file stays in the upload journal;",
         [(entry.bucket, entry.key, str(error))],
-    )
+    ).with_remedy("s3bp.flush() retries it.", "`s3bp flush` retries it.")
     exc.__cause__ = error
     return exc
 

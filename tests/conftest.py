@@ -26,6 +26,7 @@ def isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("S3BP_CONFIG", str(env / "config" / "config.yml"))
     monkeypatch.setenv("S3BP_STATE_DIR", str(env / "state"))
     monkeypatch.setenv("S3BP_CACHE_DIR", str(env / "cache"))
+    monkeypatch.setenv("S3BP_LEGACY_CONFIG", "")  # never import a 0.1.x config installed on this machine
     for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -17,7 +17,7 @@ def run(*args, **env):
 
 def test_config_map_where_default_bucket(tmp_path):
     assert run("default-bucket", "my-bucket").stdout.strip() == "my-bucket"
-    assert run("map", str(tmp_path / "labels"), "labels-bucket").returncode == 0
+    assert run("map", str(tmp_path / "labels"), "labels-bucket", "--no-check").returncode == 0
     out = run("where", str(tmp_path / "labels" / "a" / "b.csv")).stdout
     assert "s3://labels-bucket/labels/a/b.csv" in out and "under base dir" in out
     cfg = run("config")

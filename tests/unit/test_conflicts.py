@@ -50,5 +50,7 @@ def test_conflict_error_names_both_sides_and_the_remedies():
     assert isinstance(err, ConflictError) and (err.path, err.bucket, err.key) == ("/d/x.pkl", "b", "x.pkl")
     text = str(err)
     assert "s3://b/x.pkl" in text and "2023-11-14 22:14:10 UTC" in text and "2023-11-14 22:15:00 UTC" in text
-    assert "keep='local'" in text and "s3bp resolve /d/x.pkl --keep local" in text and "/d/x.pkl.s3bp-local" in text
+    assert "keep='local'" in text and "/d/x.pkl.s3bp-local" in text and "s3bp resolve" not in text  # Python names functions
+    cli = err.cli_message()  # the s3bp command names commands
+    assert "`s3bp resolve /d/x.pkl --keep local`" in cli and "/d/x.pkl.s3bp-local" in cli and "resolve_conflict" not in cli
     assert "changed in S3 by another writer" in str(conflict_error(path="/p", bucket="b", key="k", saved_at=0, changed_at=None, synced_at=None))
