@@ -1,21 +1,29 @@
-"""Folder push and pull: s3bp against `aws s3 sync`-style raw boto3 loops on the same server.
+"""Folders: ``s3bp push``/``pull`` beside rclone and ``aws s3 sync``, each a new process per command, on one server.
 
-    python benchmarks/folders.py                 # 1,000 files of 10 KB, 3 rounds
-    python benchmarks/folders.py --files 200 --rounds 1
+    python benchmarks/folders.py                            # 1,000 x 10 KB and 20 x 50 MB, 3 rounds
+    python benchmarks/folders.py --sets small --rounds 1    # a quick look
+    python benchmarks/folders.py --aws /work/awscli-venv/bin/aws
 
-Each round uses a fresh folder name (so a fresh key prefix): push uploads
-every file, pull downloads every object into an empty folder. The floors
-list the prefix, then put or get each file: one after another, and on a
-thread pool as large as s3bp's worker pool. ``s3bp push``/``s3bp pull`` are
-also timed as commands (a new process: interpreter and boto3 import included).
+Five phases per tool, in this order: first push of a fresh tree into a fresh
+prefix; push again with nothing changed; push after one file changed; pull
+into an empty folder; pull again with nothing changed. Each command is a new
+process with the tool's defaults (s3bp: ``python -m s3bp push|pull``;
+rclone: ``rclone copy``; aws: ``aws s3 sync``). The tools run interleaved
+(phase by phase, tool after tool) against the same moto-under-waitress
+server; the table gives medians. Request counts per phase come from the
+server's own counter (benchmarks/server.py), in a separate pass after the
+timed rounds.
+
+A missing tool is skipped with a line saying how to install it: rclone from
+the OS (``apt-get install -y rclone``), awscli with pip into its own venv
+(``python -m venv /work/awscli-venv && /work/awscli-venv/bin/pip install
+awscli``), since it pins its own botocore.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
-import functools
 import os
 import shutil
 import statistics
@@ -27,9 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import Bench, add, machine, start, table  # noqa: E402
+from run import machine, start  # noqa: E402
+from server import counts  # noqa: E402
 
-WORKERS = 8
+PHASES = ("first push", "push again, nothing changed", "one file changed, push", "pull into an empty folder", "pull again, nothing changed")
+SETS = {"small": (1000, 10_000), "large": (20, 50_000_000)}
 
 
 def make_tree(root: Path, files: int, size: int) -> None:
@@ -37,121 +47,220 @@ def make_tree(root: Path, files: int, size: int) -> None:
     for i in range(files):
         path = root / f"part-{i // 50:03d}" / f"file-{i:05d}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(os.urandom(size))
+        with open(path, "wb") as out:
+            left = size
+            while left:
+                chunk = min(left, 1 << 24)
+                out.write(os.urandom(chunk))
+                left -= chunk
 
 
-def raw_push(b: Bench, root: Path, pool: int) -> None:
-    """List the prefix, then put every local file (as `aws s3 sync` does for new files)."""
-    prefix = root.name + "/"
-    b.raw.list_objects_v2(Bucket=b.bucket, Prefix=prefix)
-    files = [p for p in root.rglob("*") if p.is_file()]
+class Tool:
+    """One tool's push and pull commands between a local folder and ``bucket/<folder name>/``."""
 
-    def put(p: Path) -> None:
-        with open(p, "rb") as body:
-            b.raw.put_object(Bucket=b.bucket, Key=prefix + p.relative_to(root).as_posix(), Body=body)
+    name = ""
 
-    _each(put, files, pool)
+    def __init__(self, endpoint: str, bucket: str, env: dict[str, str]):
+        self.endpoint, self.bucket, self.env = endpoint, bucket, env
 
+    def push(self, local: Path) -> list[str]:
+        raise NotImplementedError
 
-def raw_pull(b: Bench, prefix: str, into: Path, pool: int) -> None:
-    """List the prefix, then get every object into ``into``."""
-    keys = [o["Key"] for page in b.raw.get_paginator("list_objects_v2").paginate(Bucket=b.bucket, Prefix=prefix) for o in page.get("Contents", ())]
+    def pull(self, local: Path) -> list[str]:
+        raise NotImplementedError
 
-    def get(key: str) -> None:
-        target = into / key[len(prefix) :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as out:
-            shutil.copyfileobj(b.raw.get_object(Bucket=b.bucket, Key=key)["Body"], out)
+    def prepare(self, local: Path) -> None:
+        """Anything the tool needs before a folder is used (s3bp: the mapping)."""
 
-    _each(get, keys, pool)
-
-
-def _each(fn, items, pool: int) -> None:
-    if pool <= 1:
-        for item in items:
-            fn(item)
-        return
-    with concurrent.futures.ThreadPoolExecutor(pool) as ex:
-        list(ex.map(fn, items))
+    def run(self, cmd: list[str]) -> float:
+        t = time.perf_counter()
+        res = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        if res.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr[-2000:]}")
+        return seconds
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+class S3bp(Tool):
+    name = "s3bp"
+
+    def prepare(self, local: Path) -> None:
+        subprocess.run([sys.executable, "-m", "s3bp", "map", str(local), self.bucket], env=self.env, check=True, capture_output=True)
+
+    def push(self, local: Path) -> list[str]:
+        return [sys.executable, "-m", "s3bp", "push", str(local), "--no-progress"]
+
+    def pull(self, local: Path) -> list[str]:
+        return [sys.executable, "-m", "s3bp", "pull", str(local), "--no-progress"]
 
 
-def cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "s3bp", *args, "--no-progress"], check=True, capture_output=True)
+class Rclone(Tool):
+    name = "rclone"
+    install = "apt-get install -y rclone"
+
+    def __init__(self, endpoint: str, bucket: str, env: dict[str, str]):
+        super().__init__(endpoint, bucket, env)
+        conf = {"TYPE": "s3", "PROVIDER": "Other", "ENDPOINT": endpoint, "REGION": "us-east-1", "FORCE_PATH_STYLE": "true"}
+        conf.update(ACCESS_KEY_ID=env["AWS_ACCESS_KEY_ID"], SECRET_ACCESS_KEY=env["AWS_SECRET_ACCESS_KEY"])
+        plain = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}  # rclone's S3 transport refuses a custom CA bundle
+        self.env = {**plain, **{f"RCLONE_CONFIG_BENCH_{k}": v for k, v in conf.items()}}
+
+    def push(self, local: Path) -> list[str]:
+        return ["rclone", "copy", str(local), f"bench:{self.bucket}/{local.name}"]
+
+    def pull(self, local: Path) -> list[str]:
+        return ["rclone", "copy", f"bench:{self.bucket}/{local.name}", str(local)]
+
+
+class Aws(Tool):
+    name = "aws s3 sync"
+    install = "python -m venv /work/awscli-venv && /work/awscli-venv/bin/pip install awscli, then --aws /work/awscli-venv/bin/aws"
+    exe = "aws"
+
+    def push(self, local: Path) -> list[str]:
+        return [self.exe, "s3", "sync", str(local), f"s3://{self.bucket}/{local.name}", "--endpoint-url", self.endpoint, "--only-show-errors"]
+
+    def pull(self, local: Path) -> list[str]:
+        return [self.exe, "s3", "sync", f"s3://{self.bucket}/{local.name}", str(local), "--endpoint-url", self.endpoint, "--only-show-errors"]
+
+
+def version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except OSError:
+        return "?"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+
+
+def one_round(tools: list[Tool], root: Path, master: Path, tag: str, counted: bool) -> dict[tuple[str, str], object]:
+    """Every phase for every tool (interleaved); seconds, or the server's request counts when ``counted``."""
+    out: dict[tuple[str, str], object] = {}
+    dirs = {}
+    for tool in tools:
+        name = f"{tag}-{tool.name.split()[0]}"
+        src, dst = root / "src" / tool.name.split()[0] / name, root / "dst" / tool.name.split()[0] / name
+        shutil.copytree(master, src)
+        tool.prepare(src)
+        tool.prepare(dst)
+        dirs[tool.name] = (src, dst)
+    for phase in PHASES:
+        for tool in tools:
+            src, dst = dirs[tool.name]
+            if phase == "one file changed, push":
+                victim = next(p for p in sorted(src.rglob("*.bin")))
+                with open(victim, "r+b") as fh:
+                    fh.write(os.urandom(64))
+                os.utime(victim, (time.time() + 5, time.time() + 5))
+            if phase.startswith("pull into"):
+                dst.mkdir(parents=True, exist_ok=True)
+            cmd = tool.pull(dst) if phase.startswith("pull") else tool.push(src)
+            if counted:
+                counts(tool.endpoint)
+            seconds = tool.run(cmd)
+            out[(phase, tool.name)] = counts(tool.endpoint) if counted else seconds
+        if phase.startswith("pull into"):
+            for tool in tools:
+                src, dst = dirs[tool.name]
+                got = sum(1 for p in dst.rglob("*.bin"))
+                want = sum(1 for p in src.rglob("*.bin"))
+                assert got == want, (tool.name, got, want)
+    for tool in tools:
+        for d in dirs[tool.name]:
+            shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def seed_endpoint_mode(endpoint: str) -> None:
+    """Record that the server honours conditional writes, as s3bp's one-time probe would find.
+
+    moto under waitress never answers a conditional PUT of a missing key (the
+    probe), so without this the first changed-file push would wait for the
+    server's channel timeout.
+    """
+    import s3bp
+
+    with s3bp.Store() as store:
+        store._index().set_endpoint_mode(endpoint, True, time.time())
+
+
+def clear_bucket(raw, bucket: str) -> None:
+    """Delete every object (moto keeps them in memory)."""
+    for page in raw.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", ())]
+        if keys:
+            raw.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+def describe(c: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(c.items())) if c else "0"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=10_000)
+    parser.add_argument("--sets", default="small,large", help="comma-separated: small (1,000 x 10 KB), large (20 x 50 MB)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--endpoint-url")
+    parser.add_argument("--aws", default=shutil.which("aws"), help="the aws executable (default: the one on PATH)")
+    parser.add_argument("--no-count", action="store_true", help="skip the request-counting pass")
     parser.add_argument("--out")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="s3bp-folders-"))
-    times: dict[str, list[float]] = {}
+    text = [f"{time.strftime('%Y-%m-%d')}, {machine()}, each tool a new process per command, median of {args.rounds}"]
     try:
         with contextlib.ExitStack() as stack:
-            b = start(stack, args.endpoint_url, root)
-            b.raw.list_objects_v2(Bucket=b.bucket)  # connect
-            for r in range(args.rounds):
-                print(f"round {r + 1}", flush=True)
-                for name, run in (
-                    ("raw push sequential", lambda d: raw_push(b, d, 1)),
-                    ("raw push pool", lambda d: raw_push(b, d, WORKERS)),
-                    ("s3bp push (API)", lambda d: _api(b, d, "push")),
-                    ("s3bp push (command)", lambda d: cli("push", str(d))),
-                ):
-                    tag = name.split()[0] + name.split()[-1].strip("()")
-                    d = root / "src" / f"{tag}-{r}"
-                    make_tree(d, args.files, args.size)
-                    _api_map(b, d)
-                    times.setdefault(name, []).append(timed(functools.partial(run, d)))
-                    # pull the same tree into an empty folder of the same name on "another machine"
-                    empty = root / "dst" / name.replace(" ", "_").replace("(", "").replace(")", "") / d.name
-                    pull_name = name.replace("push", "pull")
-                    if pull_name.startswith("raw"):
-                        pool = 1 if "sequential" in pull_name else WORKERS
-                        how = functools.partial(raw_pull, b, d.name + "/", empty, pool)
-                    else:
-                        _api_map(b, empty)
-                        how = functools.partial(_api, b, empty, "pull") if "API" in pull_name else functools.partial(cli, "pull", str(empty))
-                    times.setdefault(pull_name, []).append(timed(how))
-                    got = sum(1 for p in empty.rglob("*") if p.is_file())
-                    assert got == args.files, (got, empty)
+            b = start(stack, None, root)
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # installed tools have bytecode
+            env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+            tools: list[Tool] = [S3bp(b.endpoint, b.bucket, env)]
+            if shutil.which("rclone"):
+                tools.append(Rclone(b.endpoint, b.bucket, env))
+                text.append(f"rclone: {version(['rclone', 'version'])}")
+            else:
+                print(f"rclone not found: skipped (install it with `{Rclone.install}`)")
+            if args.aws and os.path.exists(args.aws):
+                Aws.exe = args.aws
+                tools.append(Aws(b.endpoint, b.bucket, env))
+                text.append(f"aws: {version([args.aws, '--version'])}")
+            else:
+                print(f"aws not found: skipped (install it with `{Aws.install}`)")
+            subprocess.run([sys.executable, "-m", "s3bp", "config"], env=env, capture_output=True)  # write s3bp's bytecode
+            seed_endpoint_mode(b.endpoint)
+            for set_name in args.sets.split(","):
+                files, size = SETS[set_name]
+                master = root / "master" / set_name
+                make_tree(master, files, size)
+                times: dict[tuple[str, str], list[float]] = {}
+                for r in range(args.rounds):
+                    print(f"{set_name} round {r + 1}", flush=True)
+                    for key, seconds in one_round(tools, root, master, f"{set_name}{r}", False).items():
+                        times.setdefault(key, []).append(seconds)  # type: ignore[arg-type]
+                    clear_bucket(b.raw, b.bucket)
+                requests = {} if args.no_count else one_round(tools, root, master, f"{set_name}-count", True)
+                clear_bucket(b.raw, b.bucket)
+                shutil.rmtree(master)
+                names = [t.name for t in tools]
+                head = f"\n{files:,} files x {size:,} B\n\n| phase | " + " | ".join(names) + " | s3bp / best other |\n"
+                head += "|---" * (len(names) + 2) + "|\n"
+                rows = []
+                for phase in PHASES:
+                    med = {n: statistics.median(times[(phase, n)]) for n in names}
+                    others = [med[n] for n in names if n != "s3bp"]
+                    ratio = f"{med['s3bp'] / min(others):.2f}x" if others else ""
+                    rows.append(f"| {phase} | " + " | ".join(f"{med[n]:.2f} s" for n in names) + f" | {ratio} |")
+                if requests:
+                    rows.append("")
+                    rows.append("| requests | " + " | ".join(names) + " |")
+                    rows.append("|---" * (len(names) + 1) + "|")
+                    for phase in PHASES:
+                        rows.append(f"| {phase} | " + " | ".join(describe(requests[(phase, n)]) for n in names) + " |")  # type: ignore[arg-type]
+                text.append(head + "\n".join(rows))
+                print(text[-1], flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for op in ("push", "pull"):
-        for ours in (f"s3bp {op} (API)", f"s3bp {op} (command)"):
-            add(op, f"{ours} vs sequential loop", med[ours], med[f"raw {op} sequential"], " s")
-            add(op, f"{ours} vs thread pool ({WORKERS})", med[ours], med[f"raw {op} pool"], " s")
-    text = f"{time.strftime('%Y-%m-%d')}, {machine()}, {args.files} files x {args.size} B, median of {args.rounds}\n\n{table()}\n"
-    print("\n" + text)
+    report = "\n".join(text) + "\n"
+    print("\n" + report)
     if args.out:
-        Path(args.out).write_text(text)
+        Path(args.out).write_text(report)
     return 0
-
-
-def _api_map(b: Bench, directory: Path) -> None:
-    """Map ``directory`` to the bench bucket in the shared config (the command reads it too)."""
-    import s3bp
-
-    s3bp.map_base_directory_to_bucket(directory, b.bucket)
-
-
-def _api(b: Bench, directory: Path, op: str) -> None:
-    """push or pull with a fresh default store, as a new script would."""
-    import s3bp
-
-    s3bp.set_default_store(None)
-    report = getattr(s3bp, op)(directory, progress=False)
-    assert report.ok, report.summary()
 
 
 if __name__ == "__main__":

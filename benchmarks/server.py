@@ -11,14 +11,51 @@ import logging
 import subprocess
 import sys
 
+COUNTS_PATH = "/_bench/requests"
+
+
+class Counting:
+    """WSGI middleware: counts requests by kind (LIST, GET, HEAD, PUT, POST, DELETE); ``GET /_bench/requests``
+    answers the counts so far as JSON and starts again from zero."""
+
+    def __init__(self, app):
+        import collections
+        import threading
+
+        self.app, self.lock, self.counts = app, threading.Lock(), collections.Counter()
+
+    def __call__(self, environ, start_response):
+        import json
+
+        if environ.get("PATH_INFO") == COUNTS_PATH:
+            with self.lock:
+                body, self.counts = json.dumps(dict(self.counts)).encode(), type(self.counts)()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        method, path, query = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", "")
+        bucket_only = path.strip("/").count("/") == 0
+        kind = "LIST" if method == "GET" and (bucket_only or "list-type" in query) else method
+        with self.lock:
+            self.counts[kind] += 1
+        return self.app(environ, start_response)
+
+
+def counts(endpoint: str) -> dict[str, int]:
+    """The requests the server counted since the last call, by kind."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(endpoint + COUNTS_PATH) as answer:
+        return json.loads(answer.read())
+
 
 def serve(threads: int = 8) -> None:
-    """Serve moto's S3 backend on a free loopback port."""
+    """Serve moto's S3 backend on a free loopback port, counting requests (see :class:`Counting`)."""
     from moto.server import DomainDispatcherApplication, create_backend_app
     from waitress import create_server
 
     logging.getLogger("waitress").setLevel(logging.ERROR)
-    app = DomainDispatcherApplication(create_backend_app)
+    app = Counting(DomainDispatcherApplication(create_backend_app))
     server = create_server(app, host="127.0.0.1", port=0, threads=threads, channel_timeout=300)
     print(f"READY {server.effective_port}", flush=True)
     server.run()

@@ -511,18 +511,30 @@ class Store:
         from .folders import FolderOps, paired
 
         data = self.settings()
-        wire = self._wire(data)
-        db, _ = self._state()
+        db, queue = self._state()
         options = self._options(data, None, None)
+        wire = functools.cache(lambda: self._wire(data))  # made on the first request: a push that sends none imports no boto3
+        endpoint = self._endpoint(data)
         ops = FolderOps(
-            mappings=dict(self._mappings), endpoint=wire.endpoint, db=db, workers=data["max_workers"],
-            resolve=lambda path: self._resolve(data, path), list=wire.list, download=functools.partial(download, wire),
-            delete=wire.delete, journal=lambda path, bucket, key, wait: self._journal(
+            mappings=dict(self._mappings), endpoint=endpoint, db=db, workers=data["max_workers"],
+            resolve=lambda path: self._resolve(data, path), list=lambda bucket, prefix: wire().list(bucket, prefix),
+            download=lambda *args, **kwargs: download(wire(), *args, **kwargs), delete=lambda bucket, key: wire().delete(bucket, key),
+            journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
-            ), cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(wire.endpoint)),
-            list_as_of=functools.partial(versioning.listing_as_of, wire),
+            ),
+            drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
+            cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
+            list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),
         )  # fmt: skip
         return ops if pair is None else paired(ops, *pair)
+
+    def _endpoint(self, data: dict[str, Any]) -> str:
+        """The configured endpoint's URL, remembered from an earlier client when nothing it depends on changed."""
+        from .endpoints import endpoint_for
+
+        if self._connections.given:
+            return self._wire(data).endpoint
+        return endpoint_for(self.state_dir, data, lambda: self._wire(data).endpoint)
 
     def push(
         self, directory: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None, *, delete: bool = False,

@@ -25,7 +25,7 @@ from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
 from .localfiles import file_md5, from_stat, local_stat, sidecar
 from .progress import bar
-from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, reserved
+from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, needs_listing, reserved
 from .tree import RESERVED_PREFIX as TREE_RESERVED_PREFIX
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class FolderReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     unchanged: int = 0
     bytes: int = 0
+    #: whether S3 was listed; a push that is not (every local file matched a sync record) cannot report what only S3 has
+    listed: bool = True
 
     @property
     def ok(self) -> bool:
@@ -88,7 +90,8 @@ class FolderReport:
         if self.deleted_local or self.deleted_remote:
             parts.append(f"{verb}delete {len(self.deleted_local)} local, {len(self.deleted_remote)} in S3")
         parts += [f"{self.unchanged} unchanged", f"{len(self.skipped)} skipped", f"{len(self.conflicts)} conflicts", f"{len(self.failed)} failed"]
-        return f"{self.operation} {self.directory}: " + ", ".join(parts) + f" ({_human(self.bytes)})"
+        line = f"{self.operation} {self.directory}: " + ", ".join(parts) + f" ({_human(self.bytes)})"
+        return line if self.listed else line + "; S3 not listed (every file had a sync record): `s3bp ls` shows what only S3 has"
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,11 @@ class FolderOps:
     ``journal(path, bucket, key, wait)`` queues an upload exactly as a save
     does (same options, same journal); ``list_as_of(bucket, prefix, at)`` the
     version of each object under a prefix that was current at time ``at``
-    (for ``pull(as_of=...)``).
+    (for ``pull(as_of=...)``); ``drop(future)`` forgets the journal
+    entry of a push's upload that failed for good (a conflict: the file is
+    reported, not kept queued); ``conditional`` says whether uploads may only
+    replace the version last synced (the ``conflict="raise"`` rule), which lets
+    a push skip the listing.
     """
 
     mappings: Mapping[str, str]
@@ -121,6 +128,8 @@ class FolderOps:
     prefix: str | None = None
     #: the managed cache's directory for ``endpoint`` (where URL copies live), for :func:`listing`
     cache_dir: str | None = None
+    drop: Callable[[UploadFuture], None] = lambda fut: None
+    conditional: bool = False
 
 
 def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOps:
@@ -130,7 +139,9 @@ def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOp
     return dataclasses.replace(ops, mappings={local_dir: bucket}, resolve=resolve, prefix=prefix)
 
 
-def survey(ops: FolderOps, directory: str | os.PathLike[str], as_of: float | None = None) -> tuple[list[FileState], list[tuple[str, str]]]:
+def survey(
+    ops: FolderOps, directory: str | os.PathLike[str], as_of: float | None = None, *, listing: bool = True
+) -> tuple[list[FileState], list[tuple[str, str]], bool]:
     """Classify every file under a mapped directory, locally and in S3.
 
     Parameters
@@ -142,12 +153,17 @@ def survey(ops: FolderOps, directory: str | os.PathLike[str], as_of: float | Non
     as_of
         Survey S3 as it was at this time (seconds since the epoch): each
         object's version current then, and no object that was absent then.
+    listing
+        False: list S3 only if some local file has no sync record of its object
+        (see :func:`s3bp.tree.needs_listing`); the others' S3 side is taken to be
+        the recorded version, which a conditional upload then checks.
 
     Returns
     -------
-    (files, skipped)
-        Each file's :class:`FileState`, sorted by path; and ``(path or key, reason)``
-        for everything left out (ignored, unsafe keys, symlinks out of the tree).
+    (files, skipped, listed)
+        Each file's :class:`FileState`, sorted by path; ``(path or key, reason)``
+        for everything left out (ignored, unsafe keys, symlinks out of the tree);
+        and whether S3 was listed.
 
     Raises
     ------
@@ -166,9 +182,26 @@ def survey(ops: FolderOps, directory: str | os.PathLike[str], as_of: float | Non
     # Journal first, then S3, then records: an upload finishing meanwhile is seen as pending or as done, never as neither.
     pending = ops.db.pending_under(top, os.sep)
     local = _local_side(scope, top)
+    if not listing and as_of is None:
+        records = {r.path: r for r in ops.db.records_under(top, os.sep)}
+        unrecorded = (p for p, (res, _) in local.items() if p not in pending and record_of(records.get(p), ops.endpoint, res.bucket, res.key) is None)
+        if not needs_listing(conditional=ops.conditional, unrecorded=next(unrecorded, None) is not None):
+            return _classify_all(scope, local, _as_recorded(scope, local, records), records, pending), scope.skipped, False
     remote = _remote_side(scope, top, base, as_of)
     records = {r.path: r for r in ops.db.records_under(top, os.sep)}
-    return _classify_all(scope, local, remote, records, pending), scope.skipped
+    return _classify_all(scope, local, remote, records, pending), scope.skipped, True
+
+
+def _as_recorded(
+    scope: _Scope, local: dict[str, tuple[paths.Resolution, LocalStat]], records: dict[str, SyncRecord]
+) -> dict[str, tuple[paths.Resolution, Remote]]:
+    """S3's side as the sync records say it was: what a push that does not list takes it to be."""
+    remote = {}
+    for path, rec in records.items():
+        res = local[path][0] if path in local else scope.resolve(path)
+        if res is not None and rec.is_of(scope.ops.endpoint, res.bucket, res.key):
+            remote[path] = (res, Remote(rec.key, rec.etag, rec.size, rec.verified_at))
+    return remote
 
 
 class _Scope:
@@ -287,8 +320,8 @@ def run(
     """
     if as_of is not None and operation != "pull":
         raise ValueError(f"as_of is for a pull only, not a {operation}")
-    files, skipped = survey(ops, directory, as_of)
-    report = FolderReport(operation, paths.normalize(directory), dry_run, skipped=skipped)
+    files, skipped, listed = survey(ops, directory, as_of, listing=operation != "push" or delete)
+    report = FolderReport(operation, paths.normalize(directory), dry_run, skipped=skipped, listed=listed)
     todo: dict[Action, list[FileState]] = {}
     for f in files:
         act = action(f.state, operation, delete)
@@ -397,6 +430,8 @@ def _upload_all(ops: FolderOps, uploads: list[FileState], report: FolderReport, 
     for f, fut in futures:
         if wait:
             _attempt(report, f, functools.partial(_size_when_done, fut, f.size), report.uploaded)
+            if f.path in report.conflicts:  # S3 changed since the record: reported, not kept queued (a push is no save)
+                ops.drop(fut)
         else:
             report.uploaded.append(f.path)
             report.bytes += f.size

@@ -227,6 +227,11 @@ class Connections:
                 self._wires[key] = Wire(client)
             return self._wires[key]
 
+    @property
+    def given(self) -> bool:
+        """Whether a client was given (rather than made from the settings)."""
+        return self._given is not None
+
     def fresh(self) -> Connections:
         """New, empty connections with the same given client (e.g. for a forked child)."""
         return Connections(self._given)
@@ -254,9 +259,6 @@ def describe_connection(*, profile: str | None, region: str | None, endpoint_url
     """
     import os
 
-    import botocore.session
-
-    core = botocore.session.Session()
     rows: list[tuple[str, str | None, str]] = []
     if profile:
         rows.append(("profile", profile, "config file"))
@@ -264,11 +266,16 @@ def describe_connection(*, profile: str | None, region: str | None, endpoint_url
         rows.append(("profile", os.environ["AWS_PROFILE"], "the environment variable AWS_PROFILE"))
     else:
         rows.append(("profile", "default", "boto3's default"))
-    if profile:
-        core.set_config_variable("profile", profile)
     if region:
         rows.insert(0, ("region", region, "config file"))
+    elif os.environ.get("AWS_DEFAULT_REGION"):  # botocore reads it before any config file: no need to import botocore
+        rows.insert(0, ("region", os.environ["AWS_DEFAULT_REGION"], "the environment variable AWS_DEFAULT_REGION"))
     else:
+        import botocore.session
+
+        core = botocore.session.Session()
+        if profile:
+            core.set_config_variable("profile", profile)
         try:
             found = core.get_config_variable("region")
         except Exception as exc:  # a missing profile

@@ -219,3 +219,16 @@ def action(state: State, operation: str, delete: bool = False) -> Action:
     if state is State.OLD_VERSION:  # never uploaded by a folder operation: a save or an edit makes it the user's again
         return Action.DELETE_LOCAL if delete and down else Action.NOTHING
     return Action.NOTHING
+
+
+def needs_listing(*, conditional: bool, unrecorded: bool) -> bool:
+    """Whether a push (without ``delete``) must list S3 first.
+
+    Not when every local file has a sync record of its object and uploads are
+    conditional: an unchanged file needs nothing, and a changed one goes out
+    with a PUT that only replaces the recorded version, so a change in S3
+    still comes back as a conflict. A file with no record needs the listing
+    (is it in S3 already, and newer?); so does an unconditional upload rule,
+    which would otherwise overwrite a version it never saw.
+    """
+    return unrecorded or not conditional

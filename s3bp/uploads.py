@@ -71,6 +71,7 @@ class UploadFuture(Future):
     def __init__(self, bucket: str, key: str, path: str):
         super().__init__()
         self.bucket, self.key, self.path = bucket, key, path
+        self.entry_id: str | None = None  #: the journal entry this save made (None: not journaled by this call)
         self.unchanged: bool | None = None  #: set when done: True if no upload was needed (S3 held these bytes already)
 
     def __repr__(self) -> str:
@@ -330,6 +331,7 @@ class UploadQueue:
             entry = self._journal_one(path, source, options, placed, digest, **where)
         self._discard_older(entry)  # earlier failed saves of this object are superseded now
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
+        fut.entry_id = entry.id
         self._enqueue(_Job(entry, [fut], not wait))
         return fut
 
@@ -413,6 +415,10 @@ class UploadQueue:
         for entry in entries:
             if entry.id not in busy:
                 self._discard(entry)
+
+    def drop_ids(self, ids: set[str]) -> None:
+        """Forget the journal entries ``ids`` of ours that are not queued or in flight (e.g. a push's conflict)."""
+        self.drop_idle([e for e in self._db.entries(self._owner.token) if e.id in ids])
 
     def _discard_older(self, entry: JournalEntry) -> None:
         """Drop our idle (failed) entries of the same object saved before ``entry``."""

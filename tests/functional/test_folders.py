@@ -248,3 +248,70 @@ def test_a_save_being_written_is_never_pushed_whatever_s3bpignore_includes(machi
     report = a.store.push(a.dir)
     assert report.uploaded == [str(a.dir / "data.csv")]
     assert [o["Key"] for o in raw.list_objects_v2(Bucket=bucket).get("Contents", [])] == ["project/data.csv"]
+
+
+def test_a_push_of_an_unchanged_folder_sends_no_request(machines):
+    a, _ = machines
+    for i in range(3):
+        a.write(f"d{i}/f.txt", f"file {i}")
+    assert len(a.store.push(a.dir).uploaded) == 3
+    a.store.flush()
+    a.log.clear()
+    again = a.store.push(a.dir)
+    assert again.ok and again.uploaded == [] and again.unchanged == 3 and not again.listed
+    assert a.log.operations == []
+    assert "S3 not listed" in again.summary()
+
+
+def test_a_push_without_a_listing_uploads_a_changed_file_with_one_put(machines, raw, bucket):
+    a, _ = machines
+    a.write("a.txt", "one")
+    a.write("b.txt", "two")
+    a.store.push(a.dir)
+    a.write("a.txt", "one, edited")
+    a.store.push(a.dir)  # the first conditional upload to an endpoint also checks that it honours conditions
+    a.log.clear()
+    a.write("a.txt", "one, edited again")
+    report = a.store.push(a.dir)
+    assert report.uploaded == [str(a.dir / "a.txt")] and not report.listed
+    assert a.log.operations == ["PutObject"]
+    assert body(raw, bucket, "project/a.txt") == b"one, edited again"
+
+
+def test_a_push_without_a_listing_still_refuses_to_replace_another_machines_version(machines, raw, bucket):
+    a, b = machines
+    a.write("shared.txt", "v1")
+    a.store.push(a.dir)
+    b.store.pull(b.dir)
+    a.write("shared.txt", "from laptop")
+    a.store.push(a.dir)
+    b.write("shared.txt", "from server, longer")
+    pushed = b.store.push(b.dir)
+    assert not pushed.listed and pushed.conflicts == [str(b.dir / "shared.txt")] and pushed.uploaded == []
+    assert body(raw, bucket, "project/shared.txt") == b"from laptop"
+    assert b.store.pending_uploads() == []  # reported as a conflict, not left queued
+    assert b.store.sync(b.dir).conflicts == [str(b.dir / "shared.txt")]
+
+
+def test_a_push_lists_when_a_file_has_no_record_or_deletions_are_asked_for(machines, raw, bucket):
+    a, b = machines
+    a.write("old.txt", "newer in S3")
+    a.store.push(a.dir)
+    b.write("old.txt", "an older local copy")
+    os.utime(b.dir / "old.txt", (1_000_000_000, 1_000_000_000))
+    report = b.store.push(b.dir)  # no record on b: S3 is listed and its newer version is left alone
+    assert report.listed and report.uploaded == [] and report.skipped == [(str(b.dir / "old.txt"), "S3 has a newer version; pull it")]
+    raw.put_object(Bucket=bucket, Key="project/only-in-s3.txt", Body=b"x")
+    (a.dir / "old.txt").unlink()
+    a.log.clear()
+    deleted = a.store.push(a.dir, delete=True)
+    assert deleted.listed and deleted.deleted_remote == [str(a.dir / "old.txt")]
+    assert a.log.operations == ["ListObjectsV2", "DeleteObject"]
+
+
+def test_a_push_with_the_overwrite_rule_lists_first(machine, bucket):
+    a = machine("laptop", folder="project", bucket=bucket, conflict="overwrite")
+    a.write("a.txt", "one")
+    a.store.push(a.dir)
+    a.log.clear()
+    assert a.store.push(a.dir).listed and a.log.operations == ["ListObjectsV2"]
