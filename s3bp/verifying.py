@@ -125,7 +125,7 @@ def verify(ops: FolderOps, directory: str | os.PathLike[str], *, repair: bool = 
     """Check every synced file under a mapped directory against its record, locally and in S3; see :func:`s3bp.verify`."""
     from .remote import upload_part_size
 
-    files, _ = survey(ops, directory)
+    files, _, _ = survey(ops, directory)  # listing=True: S3 is listed whatever the records say
     report = VerifyReport(paths.normalize(directory))
     recorded = [f for f in files if f.record is not None]
     report.unrecorded = sum(1 for f in files if f.record is None and f.local is not None)
