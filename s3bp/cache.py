@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import paths
-from .errors import S3bpError
+from .errors import InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord
-from .localfiles import from_stat, local_stat
+from .localfiles import from_stat, local_stat, sweep
 
 if TYPE_CHECKING:
     from .index import StateDB
@@ -96,11 +96,13 @@ class CachedFile:
 
 
 def why_kept(
-    path: str, local: LocalStat, record: SyncRecord | None, pending: bool, mappings: Mapping[str, str], *, pinned: bool
+    path: str, local: LocalStat, record: SyncRecord | None, pending: bool, mappings: Mapping[str, str], *, pinned: bool,
+    copy_of: tuple[str, str, str] | None = None,
 ) -> str | None:
     """Why the cache file ``path`` may not be evicted, or None when it may (its bytes are in S3 as they are here).
 
-    ``pinned``: a copy of one version of an object (never edited, never uploaded).
+    ``pinned``: a copy of one version of an object (never edited, never uploaded). ``copy_of``: the (endpoint id,
+    bucket, key) whose copy the cache's layout puts at ``path``; a record about another object keeps the file.
     """
     base = paths.deepest_base_dir(path, mappings)
     if base is not None:
@@ -111,6 +113,8 @@ def why_kept(
         return None
     if record is None:
         return "not known to be in S3 (no sync record)"
+    if copy_of is not None and (endpoint_id(record.endpoint), record.bucket, record.key) != copy_of:
+        return f"its sync record is about s3://{record.bucket}/{record.key}, not the object the cache keeps here"
     if not record.matches(local):
         return "edited since it was last synced"
     return None
@@ -194,12 +198,16 @@ class Cache:
     ):  # fmt: skip
         self.root = os.path.abspath(os.fspath(root))
         self.max_size, self.max_age = max_size, max_age
+        # A mapped directory that holds the whole cache (a user who maps ~) keys none of its files: they resolve as
+        # URLs and push skips them. Only one mapped inside the cache keeps its files.
+        mappings = {d: b for d, b in mappings.items() if not paths.contains(d, self.root)}
         self._db, self._locks, self._mappings = db, locks, mappings
 
     @contextlib.contextmanager
     def loading(self, path: str) -> Iterator[None]:
         """Hold ``path``'s lock through a load and the read of its copy, then note the use; when the load downloaded
         and the cache is over its limits, evict (never ``path`` itself). A failed eviction is logged, never raised."""
+        self._make_way(path)  # before taking path's lock: a copy in the way may share its stripe
         before = local_stat(path)
         with self.holding(path):
             yield
@@ -214,6 +222,47 @@ class Cache:
     def holding(self, path: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lock of the cache file ``path`` (the one saves of it take): no eviction while it is held."""
         return self._locks.hold(path) if self._locks is not None else contextlib.nullcontext()
+
+    def _make_way(self, path: str) -> None:
+        """Evict the copies in the way of ``path``'s: that of ``s3://b/a`` when ``s3://b/a/k`` is loaded, or those under
+        ``a/`` when ``s3://b/a`` is (S3 holds both; one local tree cannot). The next load of theirs brings them back.
+
+        Raises
+        ------
+        InvalidPathError
+            When a copy in the way may not go (a pending upload, an edit), naming it and why.
+        """
+        blockers: list[str] = []
+        parent = os.path.dirname(path)
+        while paths.contains(self.root, parent) and parent != self.root:
+            try:
+                if stat_module.S_ISREG(os.lstat(parent).st_mode):
+                    blockers.append(parent)
+                break
+            except FileNotFoundError:
+                pass
+            except OSError:
+                break  # the load itself says what is wrong with the place
+            parent = os.path.dirname(parent)
+        dirs: list[str] = []
+        if os.path.isdir(path) and not os.path.islink(path):
+            blockers += [p for p, _ in _walk(path, dirs)]
+        gone = []
+        for blocker in blockers:
+            outcome = self._evict(CachedFile(blocker, 0, 0.0))
+            if isinstance(outcome, str):
+                raise InvalidPathError(
+                    f"Cannot place the copy of {path}: the cache's file {blocker} is in the way and is kept ({outcome}). "
+                    f"Once it is safely in S3 (`s3bp flush`, `s3bp resolve`), the next load makes way; or load one of "
+                    f"the two objects through a mapped path."
+                )
+            gone.append(outcome)
+        if gone:
+            self._db.forget_cached(gone)
+        if os.path.isdir(path) and not os.path.islink(path):
+            for d in sorted({d for d, _, _ in os.walk(path)}, key=len, reverse=True):
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)  # only if empty
 
     def used(self, path: str, now: float | None = None) -> None:
         """Note a use of the cache file ``path`` (it goes last in the LRU order); nothing when it does not exist."""
@@ -232,18 +281,35 @@ class Cache:
         """Every file of the cache, with its last use and why it must stay (if it must)."""
         return self._survey([])
 
-    def _survey(self, empty: list[str]) -> list[CachedFile]:
-        """:meth:`files`, adding the empty directories met to ``empty``."""
+    def _survey(self, empty: list[str], vanished: list[str] | None = None, debris: list[str] | None = None) -> list[CachedFile]:
+        """:meth:`files`, adding the empty directories met to ``empty``, the paths with a use noted but no file to
+        ``vanished``, and the directories holding s3bp temp files to ``debris``."""
         uses = self._db.uses_under(self.root, os.sep)
         pending = self._db.pending_under(self.root, os.sep)
         records = {r.path: r for r in self._db.records_under(self.root, os.sep)}
         out = []
-        for path, st in _walk(self.root, empty):
+        for path, st in _walk(self.root, empty, debris):
             local = from_stat(st)
-            used = uses.get(path, (st.st_ctime, 0))[0]  # no use noted: when it was placed
-            kept = why_kept(path, local, records.get(path), path in pending, self._mappings, pinned=self._pinned(path))
-            out.append(CachedFile(path, local.size, used, kept))
+            used = uses.pop(path, (st.st_ctime, 0))[0]  # no use noted: when it was placed
+            out.append(CachedFile(path, local.size, used, self._why_kept(path, local, records.get(path), path in pending)))
+        if vanished is not None:
+            vanished.extend(uses)
         return out
+
+    def _why_kept(self, path: str, local: LocalStat, record: SyncRecord | None, pending: bool) -> str | None:
+        """:func:`why_kept` for a file of this cache; a file where the layout puts no copy is always kept."""
+        pinned = self._pinned(path)
+        copy_of = None if pinned else self._copy_of(path)
+        if not pinned and copy_of is None:
+            return "not a copy of an object (the cache keeps copies as <endpoint>/<bucket>/<key>)"
+        return why_kept(path, local, record, pending, self._mappings, pinned=pinned, copy_of=copy_of)
+
+    def _copy_of(self, path: str) -> tuple[str, str, str] | None:
+        """The (endpoint id, bucket, key) whose copy the layout puts at ``path``, or None when it puts none there."""
+        rel = os.path.relpath(path, self.root).split(os.sep)
+        if len(rel) < 3 or rel[0].startswith(".") or rel[1].startswith("."):
+            return None
+        return rel[0], rel[1], "/".join(rel[2:])
 
     def info(self, *, max_size: int | None, max_age: float | None) -> CacheInfo:
         """Size, number of files, limits and the oldest use."""
@@ -260,8 +326,11 @@ class Cache:
         has no journaled upload and is unchanged since its sync record.
         """
         now = time.time() if now is None else now
+        started = time.time()
         empty: list[str] = []
-        files = self._survey(empty)
+        vanished: list[str] = []
+        debris: list[str] = []
+        files = self._survey(empty, vanished, debris)
         evict, held = plan_eviction(files, max_size=max_size, max_age=max_age, now=now, keep=keep)
         report = PruneReport(self.root, dry_run, kept=[(f.path, f.kept or "in use by this load") for f in held])
         size = sum(f.size for f in files)
@@ -278,6 +347,12 @@ class Cache:
             gone.append(outcome)
             report.removed.append(f.path)
             report.freed += f.size
+        if not dry_run:
+            # use notes of files gone by other means (by hand, a prune killed before this step) would keep the cache
+            # "over its limit" for good, and every later download would walk it again
+            gone += [(p, None, started) for p in vanished]
+            for d in debris:  # partial downloads and saves of killed processes: no load of them may ever come again
+                sweep(d)
         if gone:
             self._db.forget_cached(gone)
         if not dry_run:
@@ -291,11 +366,16 @@ class Cache:
             record, pending = self._db.load_state(f.path)
             local = local_stat(f.path)
             if local is not None:
-                why = why_kept(f.path, local, record, pending, self._mappings, pinned=self._pinned(f.path))
+                why = self._why_kept(f.path, local, record, pending)
                 if why is not None:
                     return why
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(f.path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:  # a read-only cache, a directory we may not write
+                    logger.warning("s3bp: could not remove %s from the managed cache: %s", f.path, exc.strerror or exc)
+                    return f"could not be removed: {exc.strerror or exc}"
             return (f.path, record.verified_at if record is not None else None, time.time())
 
     def _pinned(self, path: str) -> bool:
@@ -317,12 +397,14 @@ def _remove_empty_dirs(empty: list[str], now: float) -> None:
                 os.rmdir(d)  # only if still empty
 
 
-def _walk(root: str, empty: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+def _walk(root: str, empty: list[str], debris: list[str] | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """Every regular file under ``root`` (links not followed), leaving out s3bp's temp files and directories; the empty
-    directories below ``root`` are added to ``empty``."""
+    directories below ``root`` are added to ``empty``, those holding s3bp temp files or directories to ``debris``."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         if not dirnames and not filenames and dirpath != root:
             empty.append(dirpath)
+        if debris is not None and any(n.startswith(".s3bp-") for n in (*dirnames, *filenames)):
+            debris.append(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".s3bp-")]
         for name in filenames:
             if name.startswith(".s3bp-"):

@@ -406,13 +406,9 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
 def _version_arg(text: str | None) -> str | datetime.datetime | None:
     """A ``--version``/VERSION argument: an ISO time (``2024-05-01T12:00``, ``...Z``) is a datetime, anything else an id or a name."""
-    if text is None:
-        return None
-    try:
-        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
-        return text
-    return when if ("T" in text or " " in text or len(text) == 10) else text
+    from .versioning import time_argument
+
+    return None if text is None else time_argument(text) or text
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:

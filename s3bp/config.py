@@ -194,7 +194,7 @@ def _amount(value: Any, units: Mapping[str, int], expected: str) -> float:
     if isinstance(value, bool):
         raise ValueError(expected)
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
+        if value < 0 or not math.isfinite(_float(value, expected)):
             raise ValueError(expected)
         return value
     found = _AMOUNT.fullmatch(value) if isinstance(value, str) else None
@@ -204,6 +204,14 @@ def _amount(value: Any, units: Mapping[str, int], expected: str) -> float:
     if not math.isfinite(amount):
         raise ValueError(expected)
     return amount
+
+
+def _float(value: float, expected: str) -> float:
+    """``value`` as a float; :class:`ValueError` saying what is expected when it is too large for one."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(expected) from None
 
 
 _PARSERS: dict[str, Callable[[Any], float]] = {"cache_max_size": parse_size, "cache_max_age": parse_age}

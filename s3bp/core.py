@@ -92,8 +92,9 @@ class Store:
         cache_dir: str | os.PathLike[str] | None = None,
     ):
         self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
-        self.state_dir = Path(state_dir) if state_dir is not None else _config.state_dir()
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
+        # absolute now: a relative directory must not move with a later os.chdir (a notebook's)
+        self.state_dir = Path(os.path.abspath(state_dir if state_dir is not None else _config.state_dir()))
+        self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else cache_root()))
         self._lock = threading.RLock()
         self._connections = Connections(client)
         self._db: StateDB | None = None
@@ -251,6 +252,7 @@ class Store:
         self, data: dict[str, Any], *, path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
+        versioning.check_writable(path, bucket, key)
         db, queue = self._state()
         wire = self._wire(data)
         try:
@@ -388,7 +390,7 @@ class Store:
         wire = self._wire(data)
         version_id, target = versioning.pinned_target(wire, self._index(), self.cache_dir, res.bucket, res.key, version)
         with self._cache(data).loading(target):
-            versioning.fetch_pinned(wire, res.bucket, res.key, version_id, target)
+            versioning.fetch_pinned(wire, self._index(), res.bucket, res.key, version_id, target)
             return target if read is None else deserialize(read, target)
 
     def versions(self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:
@@ -435,7 +437,7 @@ class Store:
         """Delete old non-current versions (never the latest or a named one); see :func:`s3bp.prune`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        age = older_than.total_seconds() if older_than is not None else None
+        age = versioning.age_seconds(older_than)
         return versioning.prune(self._wire(data), res.bucket, res.key, keep=keep, older_than=age, dry_run=dry_run)
 
     def bucket_versioning(self, bucket: str, enable: bool | None = None) -> str:

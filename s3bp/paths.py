@@ -179,6 +179,10 @@ def normalize_mappings(raw: Mapping[str, str]) -> dict[str, str]:
 # -- s3:// URLs -------------------------------------------------------------------
 
 URL_SCHEME = "s3://"
+#: The longest file name (one path component) nearly every filesystem holds, in bytes.
+MAX_NAME_BYTES = 255
+#: s3bp's own files beside a local copy: the S3 side of a folder conflict, yours set aside by ``keep='remote'``.
+_SIDECAR_SUFFIXES = (".s3bp-remote", ".s3bp-local")
 
 
 def is_url(path: object) -> bool:
@@ -190,14 +194,18 @@ def safe_key_parts(key: str) -> tuple[str, ...] | None:
     """The path components ``key`` names as a local relative path, or None when it cannot be one safely.
 
     Refused: an empty or absolute key, empty, ``.`` or ``..`` segments,
-    backslashes, NUL bytes, and segments starting with ``.s3bp-`` (s3bp's own
-    temp files beside a local copy).
+    backslashes, NUL bytes, segments starting with ``.s3bp-`` (s3bp's own
+    temp files beside a local copy) or ending with ``.s3bp-local`` or
+    ``.s3bp-remote`` (the two sides of a conflict, put beside a copy), and
+    segments longer than a file name can be (:data:`MAX_NAME_BYTES`).
     """
     if not key or key.startswith("/"):
         return None
     parts = tuple(key.split("/"))
     for part in parts:
-        if part in ("", ".", "..") or "\\" in part or "\0" in part or part.startswith(".s3bp-"):
+        if part in ("", ".", "..") or "\\" in part or "\0" in part or part.startswith(".s3bp-") or part.endswith(_SIDECAR_SUFFIXES):
+            return None
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
             return None
     return parts
 
@@ -227,7 +235,8 @@ def split_url(url: str, *, prefix: bool = False) -> tuple[str, str]:
         if key and safe_key_parts(key) is None:
             raise InvalidPathError(
                 f"Cannot use {url!r} as a folder: its prefix {key!r} cannot be a local directory "
-                f"(empty, '.' or '..' segments, backslashes, or s3bp's own '.s3bp-' names). Use a plain prefix."
+                f"(empty, '.' or '..' segments, backslashes, names over {MAX_NAME_BYTES} bytes, or s3bp's own '.s3bp-' names). "
+                f"Use a plain prefix."
             )
         return bucket, key + "/" if key else ""
     if not key or key.endswith("/"):
@@ -235,7 +244,8 @@ def split_url(url: str, *, prefix: bool = False) -> tuple[str, str]:
     if safe_key_parts(key) is None:
         raise InvalidPathError(
             f"Cannot use {url!r}: its key {key!r} cannot be a safe local file name (an absolute key, empty, '.' or '..' "
-            f"segments, backslashes, NUL, or s3bp's own '.s3bp-' names). Copy the object to a plain key first."
+            f"segments, backslashes, NUL, a name over {MAX_NAME_BYTES} bytes, or s3bp's own names: '.s3bp-*', "
+            f"'*.s3bp-local', '*.s3bp-remote'). Copy the object to a plain key first."
         )
     return bucket, check_key(key, url)
 

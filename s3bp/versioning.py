@@ -39,7 +39,7 @@ from .freshness import SyncRecord, record_of
 from .localfiles import local_stat
 from .receiving import receive
 from .remote import Body, Head, Missing, ObjectVersion, Refused, Stored, Wire
-from .tree import RESERVED_PREFIX, Remote, key_parts
+from .tree import RESERVED_PREFIX, Remote, key_parts, reserved
 
 if TYPE_CHECKING:
     from .index import StateDB
@@ -53,6 +53,8 @@ NULL = "null"
 #: How often a change of the names document is tried when other writers keep changing it.
 _NAME_ATTEMPTS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,199}")
+#: A string the managed cache keeps as it is in a copy's path (other characters are replaced there).
+_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 #: What ``version=`` takes: a version id, a name given with :func:`s3bp.tag`, or a time (the version current then).
 VersionSpec = Union[str, dt.datetime]
@@ -72,6 +74,15 @@ class Version:
 
 
 # -- pure decisions ------------------------------------------------------------
+
+
+def age_seconds(older_than: dt.timedelta | None) -> float | None:
+    """The seconds of a prune's ``older_than`` (a :class:`~datetime.timedelta`), or None."""
+    if older_than is None:
+        return None
+    if not isinstance(older_than, dt.timedelta):
+        raise InvalidArgumentError(f"older_than must be a datetime.timedelta (e.g. timedelta(days=30)), got {older_than!r}.")
+    return older_than.total_seconds()
 
 
 def timestamp(when: dt.datetime) -> float:
@@ -140,13 +151,32 @@ def to_prune(
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can name a version (letters, digits and ``. _ : @ + = / -``, up to 200), else raise."""
+    """``name`` if it can name a version (letters, digits and ``. _ : @ + = / -``, up to 200), else raise.
+
+    Refused too: ``null`` (the id S3 gives a version written without
+    versioning) and what ``s3bp --version`` reads as a time (``2024-05-01``,
+    ``2024-05-01T12:00``): ``version=`` would not mean the name.
+    """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgumentError(
             f"{name!r} cannot name a version: use 1-200 letters, digits and . _ : @ + = / - (starting with a letter or digit), "
             f"e.g. 'prod' or a git commit."
         )
+    if name == NULL or time_argument(name) is not None:
+        raise InvalidArgumentError(
+            f"{name!r} cannot name a version: it would be read as "
+            f"{'the id of a version written without versioning' if name == NULL else 'a time'}. Choose another name, e.g. 'prod-{name}'."
+        )
     return name
+
+
+def time_argument(text: str) -> dt.datetime | None:
+    """The time a command-line ``--version``/VERSION argument names (an ISO time such as ``2024-05-01T12:00Z``), else None (an id or a name)."""
+    try:
+        when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return None
+    return when if ("T" in text or " " in text or len(text) == 10) else None
 
 
 def names_key(key: str) -> str:
@@ -164,10 +194,29 @@ def parse_names(data: bytes, where: str) -> dict[str, str]:
         raise S3bpError(f"The names document {where} cannot be read ({exc}). Delete it to start afresh (names are then lost).") from exc
 
 
-def names_document(names: dict[str, str]) -> bytes:
-    """The JSON document that stores ``names``."""
-    body = {"format": 1, "names": {n: {"version_id": v} for n, v in sorted(names.items())}}
+def parse_pruning(data: bytes) -> frozenset[str]:
+    """The version ids a prune is deleting, from a names document (see :func:`prune`); empty when it has none."""
+    try:
+        return frozenset(str(v) for v in json.loads(data.decode("utf-8")).get("pruning", ()))
+    except (ValueError, TypeError, AttributeError):
+        return frozenset()
+
+
+def names_document(names: dict[str, str], pruning: Iterable[str] = ()) -> bytes:
+    """The JSON document that stores ``names`` (and the ids a prune is deleting: no name may be given to them)."""
+    body: dict[str, object] = {"format": 1, "names": {n: {"version_id": v} for n, v in sorted(names.items())}}
+    if pruning:
+        body["pruning"] = sorted(pruning)
     return (json.dumps(body, indent=1) + "\n").encode("utf-8")
+
+
+def check_writable(path: str, bucket: str, key: str) -> None:
+    """Refuse a save of ``path`` to a key under s3bp's reserved prefix (it would replace the names of versions)."""
+    if reserved(key):
+        raise InvalidPathError(
+            f"Cannot save {path} to s3://{bucket}/{key}: keys under {RESERVED_PREFIX} hold s3bp's names of versions, "
+            f"and a save there would replace them. Save it under another name or directory."
+        )
 
 
 def versioning_error(bucket: str, doing: str = "use older versions") -> VersioningError:
@@ -197,6 +246,11 @@ def _missing(wire: Wire, bucket: str, key: str, version_id: str) -> S3bpError:
     """Why version ``version_id`` could not be read: no versioning in the bucket (one request to ask), or no such version."""
     if wire.versioning(bucket) == "":
         return versioning_error(bucket, f"read version {version_id} of s3://{bucket}/{key}")
+    if any(v.version_id == version_id and v.is_delete_marker for v in of_key(wire.list_versions(bucket, key).versions, key)):
+        return ObjectNotFoundError(
+            f"Version {version_id} of s3://{bucket}/{key} is a delete marker (the object was deleted then), not saved bytes: "
+            f"there is nothing to load or restore. Pick the version below it in `s3bp versions PATH`."
+        )
     return ObjectNotFoundError(
         f"s3://{bucket}/{key} has no version {version_id!r} (nor a name {version_id!r}). "
         f"List its versions with `s3bp versions PATH` or s3bp.versions(path)."
@@ -205,28 +259,43 @@ def _missing(wire: Wire, bucket: str, key: str, version_id: str) -> S3bpError:
 
 def read_names(wire: Wire, bucket: str, key: str) -> tuple[dict[str, str], str | None]:
     """The names of ``key``'s versions and the ETag of their document (None: there is none); one GET."""
+    names, _, etag = _read_document(wire, bucket, key)
+    return names, etag
+
+
+def _read_document(wire: Wire, bucket: str, key: str) -> tuple[dict[str, str], frozenset[str], str | None]:
+    """The names document of ``key``: its names, the ids being pruned, and its ETag (None: there is none); one GET."""
     got = wire.get_bytes(bucket, names_key(key))
     if isinstance(got, Missing):
-        return {}, None
+        return {}, frozenset(), None
     data, etag = got
-    return parse_names(data, f"s3://{bucket}/{names_key(key)}"), etag
+    return parse_names(data, f"s3://{bucket}/{names_key(key)}"), parse_pruning(data), etag
+
+
+#: A change of the names document: (names, ids being pruned) -> the new (names, ids being pruned).
+_Change = Callable[[dict[str, str], frozenset[str]], tuple[dict[str, str], frozenset[str]]]
 
 
 def change_names(wire: Wire, bucket: str, key: str, change: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]:
     """Apply ``change`` to the names of ``key``'s versions: a GET and a conditional PUT, again if another writer came between."""
+    return _change_document(wire, bucket, key, lambda names, pruning: (change(names), pruning))[0]
+
+
+def _change_document(wire: Wire, bucket: str, key: str, change: _Change) -> tuple[dict[str, str], frozenset[str]]:
+    """Apply ``change`` to the names document of ``key``: a GET and a conditional PUT, again if another writer came between."""
     where = names_key(key)
     for _ in range(_NAME_ATTEMPTS):
-        names, etag = read_names(wire, bucket, key)
-        new = change(dict(names))
-        if new == names:
-            return new
-        outcome = wire.put_bytes(bucket, where, names_document(new), if_match=etag, if_none_match=etag is None)
+        names, pruning, etag = _read_document(wire, bucket, key)
+        new, new_pruning = change(dict(names), pruning)
+        if (new, new_pruning) == (names, pruning):
+            return new, new_pruning
+        outcome = wire.put_bytes(bucket, where, names_document(new, new_pruning), if_match=etag, if_none_match=etag is None)
         if isinstance(outcome, Stored):
-            return new
+            return new, new_pruning
         if outcome.code == "501":  # the store cannot do conditional writes: last writer wins
             logger.warning("s3bp: %s cannot write s3://%s/%s conditionally; writing it unconditionally", wire.endpoint, bucket, where)
-            wire.put_bytes(bucket, where, names_document(new))
-            return new
+            wire.put_bytes(bucket, where, names_document(new, new_pruning))
+            return new, new_pruning
     raise ConflictError(
         f"Could not change the names of s3://{bucket}/{key}: other writers kept changing s3://{bucket}/{where}. Try again.",
         None, bucket, key,
@@ -279,7 +348,7 @@ def pinned_copy(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: str,
     (for a datetime), and one GET of the version (more for a large one).
     """
     version_id, target = pinned_target(wire, db, cache_dir, bucket, key, version)
-    fetch_pinned(wire, bucket, key, version_id, target, progress=progress)
+    fetch_pinned(wire, db, bucket, key, version_id, target, progress=progress)
     return target
 
 
@@ -288,7 +357,7 @@ def pinned_target(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: st
     id's copy is there already; else what :func:`resolve` costs)."""
     if key_parts(key, "") is None:
         raise InvalidPathError(f"Cannot keep a copy of s3://{bucket}/{key}: the key is not a safe relative path.")
-    if isinstance(version, str) and version and version != NULL:
+    if isinstance(version, str) and _ID.fullmatch(version) and version not in (NULL, ".", ".."):  # its copy's directory is named as it is
         cached = version_copy_path(cache_dir, wire.endpoint, bucket, key, version)
         if cached.is_file():
             return version, str(cached)
@@ -296,16 +365,29 @@ def pinned_target(wire: Wire, db: StateDB, cache_dir: Path, bucket: str, key: st
     return version_id, str(version_copy_path(cache_dir, wire.endpoint, bucket, key, version_id))
 
 
-def fetch_pinned(wire: Wire, bucket: str, key: str, version_id: str, target: str, *, progress: bool | None = None) -> None:
-    """Download version ``version_id`` to its copy ``target`` unless it is there (a ``null`` version always: it can change)."""
-    if version_id != NULL and os.path.isfile(target):
+def fetch_pinned(
+    wire: Wire, db: StateDB, bucket: str, key: str, version_id: str, target: str, *, progress: bool | None = None
+) -> None:
+    """Download version ``version_id`` to its copy ``target`` unless an intact copy is there (see :func:`intact`).
+
+    A ``null`` version is always downloaded: it can change in place.
+    """
+    if version_id != NULL and intact(db, wire.endpoint, bucket, key, version_id, target):
         return
     first = wire.get(bucket, key, version_id=version_id)
     if not isinstance(first, Body):
         raise _missing(wire, bucket, key, version_id)
-    receive(wire, target, bucket, key, first, progress=progress)
+    record = receive(wire, target, bucket, key, first, progress=progress)
     with contextlib.suppress(OSError):
         os.chmod(target, 0o444)  # a version never changes: its copy is not for editing
+    db.put_record(record, best_effort=True)  # what the copy's bytes were, to tell an edited copy from an intact one
+
+
+def intact(db: StateDB, endpoint: str, bucket: str, key: str, version_id: str, target: str) -> bool:
+    """Whether ``target`` is the copy of that version as it was downloaded: its sync record says so and its size and
+    mtime are unchanged since (no request). A copy edited, truncated, or without a record is not."""
+    record = db.record(target)
+    return record is not None and record.version_id == version_id and record.describes(local_stat(target), endpoint, bucket, key)
 
 
 def list_versions(wire: Wire, bucket: str, key: str) -> list[Version]:
@@ -400,11 +482,17 @@ def _is_recorded(latest: Head | None, record: SyncRecord) -> bool:
 def tag(wire: Wire, db: StateDB, bucket: str, key: str, name: str, version: VersionSpec | None = None) -> str:
     """Give a version (default: the latest) the name ``name``; return its version id.
 
-    Requests: a HEAD (of the latest, or of the version to check it exists),
-    plus what :func:`resolve` costs for a given version, a GET and a
-    conditional PUT of the names.
+    Requests: a HEAD to check that ``name`` is no version id, a HEAD (of
+    the latest, or of the version to check it exists), plus what
+    :func:`resolve` costs for a given version, a GET and a conditional PUT
+    of the names, and a HEAD of the version after (a prune may have deleted
+    it meanwhile: then the name is taken back and ObjectNotFoundError raised).
     """
     check_name(name)
+    if isinstance(wire.head(bucket, key, version_id=name), Head):  # version="NAME" would load that version, not the name's
+        raise InvalidArgumentError(
+            f"{name!r} cannot name a version of s3://{bucket}/{key}: it is the id of one of its versions. Choose another name."
+        )
     if version is None:
         head = wire.head(bucket, key)
         if isinstance(head, Missing):
@@ -420,7 +508,23 @@ def tag(wire: Wire, db: StateDB, bucket: str, key: str, name: str, version: Vers
             f"Cannot name that version of s3://{bucket}/{key}: it was written while versioning was off (its id is 'null'), "
             f"so the next such write replaces it in place. Save the object again with versioning on, then tag it."
         )
-    change_names(wire, bucket, key, lambda names: {**names, name: version_id})
+
+    def give(names: dict[str, str], pruning: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+        if version_id in pruning:
+            raise ConflictError(
+                f"Cannot name version {version_id} of s3://{bucket}/{key}: a prune is deleting it. Name another version. "
+                f"(If no prune is running, one stopped part way: run `s3bp prune` on the file again to finish it.)",
+                None, bucket, key,
+            )  # fmt: skip
+        return {**names, name: version_id}, pruning
+
+    _change_document(wire, bucket, key, give)
+    if isinstance(wire.head(bucket, key, version_id=version_id), Missing):  # deleted (pruned) while the name was being written
+        change_names(wire, bucket, key, lambda names: {n: v for n, v in names.items() if not (n == name and v == version_id)})
+        raise ObjectNotFoundError(
+            f"Cannot name version {version_id} of s3://{bucket}/{key}: it was deleted (by a prune?) while it was being named. "
+            f"List its versions with `s3bp versions PATH`."
+        )
     return version_id
 
 
@@ -428,6 +532,8 @@ def untag(wire: Wire, bucket: str, key: str, name: str) -> None:
     """Remove the name ``name`` from ``key``'s versions (the version itself stays); a GET and a conditional PUT."""
 
     def drop(names: dict[str, str]) -> dict[str, str]:
+        if not names:
+            require_versioning(wire, bucket, f"remove a name of s3://{bucket}/{key}")
         if name not in names:
             known = ", ".join(sorted(names)) or "none"
             raise InvalidArgumentError(f"{name!r} names no version of s3://{bucket}/{key} (its names: {known}).")
@@ -442,16 +548,39 @@ def prune(
 ) -> list[Version]:
     """Delete old non-current versions of ``key`` (see :func:`to_prune`); return them (with ``dry_run``, those it would delete).
 
+    Versions to delete are first claimed in the names document (a
+    conditional PUT over the names read), so that a name given to one of them
+    at the same time either stops the prune from deleting it or is refused.
+
     Requests: a ListObjectVersions, a GET of the names, and (unless
-    ``dry_run``) one DeleteObjects per 1000 versions.
+    ``dry_run``, when there is something to delete) the claim's PUT, one
+    DeleteObjects per 1000 versions, and a GET and PUT to drop the claim.
     """
     listing = wire.list_versions(bucket, key)
     mine = of_key(listing.versions, key)
     _check_listing(wire, bucket, mine, f"prune the versions of s3://{bucket}/{key}")
-    names, _ = read_names(wire, bucket, key)
-    doomed = to_prune(mine, names.values(), keep=keep, older_than=older_than, now=listing.server_time)
-    if doomed and not dry_run:
-        wire.delete_versions(bucket, [(key, v.version_id) for v in doomed])
+    listed = {v.version_id for v in mine}
+    for _ in range(_NAME_ATTEMPTS):
+        names, pruning, etag = _read_document(wire, bucket, key)
+        doomed = to_prune(mine, names.values(), keep=keep, older_than=older_than, now=listing.server_time)
+        if not doomed or dry_run:
+            return _described(doomed, names)
+        ids = frozenset(v.version_id for v in doomed)
+        # Claim them first, over the names just read: a name given since then makes this PUT fail (and the prune
+        # look again); a name asked for after it sees the claim and is refused. Claims of versions gone are dropped.
+        claim = names_document(names, (pruning & listed) | ids)
+        outcome = wire.put_bytes(bucket, names_key(key), claim, if_match=etag, if_none_match=etag is None)
+        if isinstance(outcome, Refused) and outcome.code == "501":
+            wire.put_bytes(bucket, names_key(key), claim)  # no conditional writes: a name given meanwhile is not seen
+        elif isinstance(outcome, Refused):
+            continue
+        break
+    else:
+        raise ConflictError(
+            f"Not pruned: other writers kept changing the names of s3://{bucket}/{key}. Try again.", None, bucket, key
+        )
+    wire.delete_versions(bucket, [(key, v.version_id) for v in doomed])
+    _change_document(wire, bucket, key, lambda names, pruning: (names, pruning - ids))
     return _described(doomed, names)
 
 

@@ -57,10 +57,11 @@ def test_prune_and_clear_keep_what_is_not_safely_in_s3(machine, bucket, raw):
     m.store.flush()
     with pytest.raises(InvalidArgumentError, match="max_size"):
         m.store.cache_prune(max_size="lots")
-    m.store.map_base_directory_to_bucket(m.root, bucket)  # a mapped directory holding the cache: never evicted
+    inside = m.root / "cache" / endpoint_id(m.store.settings()["endpoint_url"])
+    m.store.map_base_directory_to_bucket(inside, bucket)  # a mapped directory inside the cache: never evicted
     report = m.store.cache_clear()
     assert report.removed == [] and len(report.kept) == 4 and all("mapped directory" in why for _, why in report.kept)
-    m.store.remove_base_directory_mapping(m.root)
+    m.store.remove_base_directory_mapping(inside)
     report = m.store.cache_clear()
     assert len(report.removed) == 4 and report.size == 0 and m.store.cache_info().files == 0
     cache_dirs = [p for p in (m.root / "cache").rglob("*") if p.is_dir()]

@@ -11,7 +11,7 @@ from s3bp.freshness import LocalStat, SyncRecord
 from s3bp.index import StateDB
 from s3bp.remote import ObjectVersion
 from s3bp.tree import Action, Remote, State, action, classify, reserved
-from s3bp.versioning import check_name, current_at, names_document, names_key, of_key, parse_names, to_prune
+from s3bp.versioning import check_name, current_at, names_document, names_key, of_key, parse_names, parse_pruning, to_prune
 
 DAY = 86400.0
 
@@ -65,11 +65,13 @@ def test_prune_arguments(bad):
 def test_names_round_trip_and_checks():
     names = {"prod": "abc", "3f2a9c1": "def"}
     assert parse_names(names_document(names), "x") == names
+    assert parse_pruning(names_document(names, ["v1", "v0"])) == {"v0", "v1"} and parse_pruning(names_document(names)) == set()
+    assert parse_names(names_document(names, ["v1"]), "x") == names  # a claim leaves the names as they are
     assert names_key("dir/f.pkl") == ".s3bp/names/dir/f.pkl.json" and reserved(names_key("f"))
     assert not reserved("data/.s3bp/x") and reserved(".s3bp/names/x.json")
-    for good in ("prod", "v1.2", "2024-05-01", "a" * 200, "release/42", "e83c5163316f89bfbde7d9ab23ca2e25604af290"):
+    for good in ("prod", "v1.2", "prod-2024-05-01", "20240501", "a" * 200, "release/42", "e83c5163316f89bfbde7d9ab23ca2e25604af290"):
         assert check_name(good) == good
-    for bad in ("", " prod", "has space", "-x", "a" * 201, "tab\t", 42):
+    for bad in ("", " prod", "has space", "-x", "a" * 201, "tab\t", 42, "null", "2024-05-01", "2024-05-01T12:00", "2024-05-01T12:00Z"):
         with pytest.raises(InvalidArgumentError):
             check_name(bad)  # type: ignore[arg-type]
     with pytest.raises(S3bpError, match="cannot be read"):
