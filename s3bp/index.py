@@ -32,7 +32,7 @@ import time
 import urllib.parse
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -704,9 +704,11 @@ class StateDB:
         self._write("UPDATE journal SET attempts = attempts + 1, last_error = ?, held = ? WHERE id = ?", (error, int(held), entry_id))
 
     @_guarded
-    def release_held(self, owner: str) -> None:
-        """Let ``owner``'s held entries be retried (an explicit flush)."""
-        self._write("UPDATE journal SET held = 0 WHERE owner = ? AND held = 1", (owner,))
+    def release_held(self, owner: str, *, keep: Collection[str] = ()) -> None:
+        """Let ``owner``'s held entries be retried (an explicit flush), apart from the ids in ``keep`` (being uploaded now)."""
+        with self._transaction() as conn:
+            held = [r[0] for r in conn.execute("SELECT id FROM journal WHERE owner = ? AND held = 1", (owner,))]
+            conn.executemany("UPDATE journal SET held = 0 WHERE id = ?", [(i,) for i in held if i not in keep])
 
     @_guarded
     def retarget(self, entry_id: str, *, endpoint: str, profile: str | None, region: str | None, bucket: str, key: str) -> None:

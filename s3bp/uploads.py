@@ -586,9 +586,13 @@ class UploadQueue:
         return adopted
 
     def retry(self) -> None:
-        """Adopt orphaned entries and queue every journaled entry of ours not in the queue, held ones included."""
+        """Adopt orphaned entries and queue every journaled entry of ours not in the queue, held ones included.
+
+        An entry still in flight keeps its flag: its worker may have recorded a
+        permanent failure and not yet let go of it, and that failure stands.
+        """
         self._adopt()
-        self._db.release_held(self._owner.token)
+        self._db.release_held(self._owner.token, keep=self._busy_ids())
         self._queue_idle_entries()
 
     def retarget(self, where: Callable[[JournalEntry], dict[str, Any] | None]) -> int:
