@@ -591,6 +591,7 @@ class Store:
 
         data = self.settings()
         res = self._resolve(data, path, bucket_name, namekey)
+        refuse_directory(res.path)  # a folder is no object: `s3bp ls` tells about its files
         wire = self._wire(data)
         record, _ = self._index().load_state(res.path)
         pending = [p for p in self.pending_uploads() if p.path == res.path]
