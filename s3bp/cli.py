@@ -106,8 +106,11 @@ def _config_import(store: Any, args: argparse.Namespace) -> int:
 
     if not os.path.isfile(args.path):
         raise InvalidPathError(f"No s3bp 0.1.x config at {args.path!r}: give the path of its s3bp_cfg.yml.")
-    taken = import_legacy(store.config, args.path)
-    if not taken:
+    refused: list[str] = []
+    taken = import_legacy(store.config, args.path, refused)
+    for reason in refused:
+        print(f"s3bp config: not imported: {reason}", file=sys.stderr)
+    if not taken and not refused:
         print(f"nothing to import from {args.path}: its settings are already in {store.config.path}, or it has none")
     for name, value in taken.items():
         if isinstance(value, dict):
@@ -115,7 +118,7 @@ def _config_import(store: Any, args: argparse.Namespace) -> int:
                 print(f"imported mapping {directory} -> {bucket}")
         else:
             print(f"imported {name}: {value}")
-    return 0
+    return 1 if refused else 0
 
 
 _CONFIG_ACTIONS = {"get": _config_get, "set": _config_set, "unset": _config_unset, "import-0.1": _config_import}
