@@ -272,7 +272,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     """What S3 holds for a path (one HEAD) and how the local copy relates to it."""
-    info = api.info(args.path)
+    info = api.info(args.path, bucket_name=args.bucket, namekey=args.namekey or None)
     if args.json:
         print(json.dumps(dataclasses.asdict(info), indent=2))
         return 0
@@ -574,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what S3 holds for a path (one HEAD): ETag, size, type, metadata, and the local state")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument("--bucket", default=None, help="the bucket, as for save and load (default: the mapped or default one)")
+    p.add_argument("--namekey", action="store_true", help="key the object by the file's base name")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("verify", help="check synced files against their records, locally and in S3, without downloading")
     p.add_argument("directory")

@@ -605,6 +605,8 @@ class Store:
         """Check a mapped directory's synced files against their records, locally and in S3; see :func:`s3bp.verify`."""
         from .verifying import verify
 
+        if paths.is_url(directory):  # verify compares local copies with S3: it needs the folder that holds them
+            raise InvalidPathError(f"Cannot verify {directory}: give the local directory mapped to it (`s3bp map DIR BUCKET`), not a URL.")
         return verify(self._folder_ops(), directory, repair=repair)
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:

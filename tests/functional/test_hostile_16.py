@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -146,3 +147,23 @@ def test_an_identical_save_inside_max_age_does_not_see_another_writers_change(ma
     with pytest.raises(Exception, match="pickle|load"):  # "theirs" is no pickle: what matters is that it was fetched
         a.store.load_object(path)
     assert path.read_bytes() == b"theirs"
+
+
+def test_info_on_the_command_line_takes_a_bucket_as_where_does(tmp_path, endpoint, bucket, raw):
+    # With no mapping and no default bucket, `s3bp info PATH` had no way to name the bucket.
+    path = tmp_path / "loose.pkl"
+    s3bp.save_object({"a": 1}, path, bucket, wait=True)
+    assert "No bucket" in one_line_error(run("info", str(path)), "info")
+    res = run("info", str(path), "--bucket", bucket, "--json")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert (info["bucket"], info["key"], info["state"]) == (bucket, "loose.pkl", "same")
+
+
+def test_verify_of_a_url_says_to_give_the_local_directory(endpoint, bucket):
+    # It used to read s3://bucket/ as a local path and advise `s3bp map <cwd>/s3:/bucket BUCKET`.
+    res = run("verify", f"s3://{bucket}/data/")
+    err = one_line_error(res, "verify")
+    assert f"s3://{bucket}/data/" in err and "s3:/" + bucket not in err.replace(f"s3://{bucket}", "") and "local directory" in err
+    with pytest.raises(InvalidPathError):
+        s3bp.verify(f"s3://{bucket}/data/")
