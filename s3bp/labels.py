@@ -145,7 +145,9 @@ def _check_given(given: Mapping[str, Any], path: str) -> None:
     if meta is None:
         return
     if not isinstance(meta, Mapping):
-        raise InvalidArgumentError(f"Cannot save {path}: Metadata {where} must be a dict of str to str, got {type(meta).__name__}. Nothing was written.")
+        raise InvalidArgumentError(
+            f"Cannot save {path}: Metadata {where} must be a dict of str to str, got {type(meta).__name__}. Nothing was written."
+        )
     for key, value in meta.items():
         if not (isinstance(key, str) and _TOKEN.fullmatch(key) and isinstance(value, str) and value.isascii() and value.isprintable()):
             raise InvalidArgumentError(
