@@ -527,6 +527,7 @@ class Store:
             drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
             cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
             list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),
+            head=lambda bucket, key: wire().head(bucket, key),
         )  # fmt: skip
         return ops if pair is None else paired(ops, *pair)
 
