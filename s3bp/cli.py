@@ -106,8 +106,11 @@ def _config_import(store: Any, args: argparse.Namespace) -> int:
 
     if not os.path.isfile(args.path):
         raise InvalidPathError(f"No s3bp 0.1.x config at {args.path!r}: give the path of its s3bp_cfg.yml.")
-    taken = import_legacy(store.config, args.path)
-    if not taken:
+    refused: list[str] = []
+    taken = import_legacy(store.config, args.path, refused)
+    for reason in refused:
+        print(f"s3bp config: not imported: {reason}", file=sys.stderr)
+    if not taken and not refused:
         print(f"nothing to import from {args.path}: its settings are already in {store.config.path}, or it has none")
     for name, value in taken.items():
         if isinstance(value, dict):
@@ -115,7 +118,7 @@ def _config_import(store: Any, args: argparse.Namespace) -> int:
                 print(f"imported mapping {directory} -> {bucket}")
         else:
             print(f"imported {name}: {value}")
-    return 0
+    return 1 if refused else 0
 
 
 _CONFIG_ACTIONS = {"get": _config_get, "set": _config_set, "unset": _config_unset, "import-0.1": _config_import}
@@ -269,7 +272,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     """What S3 holds for a path (one HEAD) and how the local copy relates to it."""
-    info = api.info(args.path)
+    info = api.info(args.path, bucket_name=args.bucket, namekey=args.namekey or None)
     if args.json:
         print(json.dumps(dataclasses.asdict(info), indent=2))
         return 0
@@ -571,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what S3 holds for a path (one HEAD): ETag, size, type, metadata, and the local state")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument("--bucket", default=None, help="the bucket, as for save and load (default: the mapped or default one)")
+    p.add_argument("--namekey", action="store_true", help="key the object by the file's base name")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("verify", help="check synced files against their records, locally and in S3, without downloading")
     p.add_argument("directory")

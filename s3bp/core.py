@@ -527,6 +527,7 @@ class Store:
             drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
             cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
             list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),
+            head=lambda bucket, key: wire().head(bucket, key),
         )  # fmt: skip
         return ops if pair is None else paired(ops, *pair)
 
@@ -591,6 +592,7 @@ class Store:
 
         data = self.settings()
         res = self._resolve(data, path, bucket_name, namekey)
+        refuse_directory(res.path)  # a folder is no object: `s3bp ls` tells about its files
         wire = self._wire(data)
         record, _ = self._index().load_state(res.path)
         pending = [p for p in self.pending_uploads() if p.path == res.path]
@@ -604,6 +606,8 @@ class Store:
         """Check a mapped directory's synced files against their records, locally and in S3; see :func:`s3bp.verify`."""
         from .verifying import verify
 
+        if paths.is_url(directory):  # verify compares local copies with S3: it needs the folder that holds them
+            raise InvalidPathError(f"Cannot verify {directory}: give the local directory mapped to it (`s3bp map DIR BUCKET`), not a URL.")
         return verify(self._folder_ops(), directory, repair=repair)
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:

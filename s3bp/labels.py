@@ -99,6 +99,11 @@ def check_metadata(metadata: Any, path: str) -> dict[str, str]:
                 f"Cannot save {path}: the value of metadata key {key!r} must be printable ASCII text, got {value!r} "
                 f"(encode other text, e.g. with urllib.parse.quote). Nothing was written."
             )
+        if value != value.strip():
+            raise InvalidArgumentError(
+                f"Cannot save {path}: the value of metadata key {key!r} starts or ends with a space, which S3 drops "
+                f"(HTTP trims header values), got {value!r}; strip or quote it. Nothing was written."
+            )
         out[key] = value
     return out
 
@@ -117,6 +122,7 @@ def labelled(options: UploadOptions, *, content: str, metadata: Mapping[str, str
         When the metadata would exceed S3's 2 KB (naming ``path`` and the size), before anything is written.
     """
     given = options.arguments()
+    _check_given(given, path)
     merged = {**metadata, **(given.get("Metadata") or {})}
     size = metadata_size(merged)
     if size > METADATA_LIMIT:
@@ -128,6 +134,26 @@ def labelled(options: UploadOptions, *, content: str, metadata: Mapping[str, str
         )
     args = {"ContentType": content, **given, "Metadata": merged}
     return dataclasses.replace(options, extra_args=json.dumps(args, sort_keys=True))
+
+
+def _check_given(given: Mapping[str, Any], path: str) -> None:
+    """Refuse, before anything is written, a ``Metadata`` or ``ContentType`` in ``extra_args``/``upload_args`` that the upload would fail on."""
+    where = "in extra_args (or the upload_args setting)"
+    if "ContentType" in given and not isinstance(given["ContentType"], str):
+        raise InvalidArgumentError(f"Cannot save {path}: ContentType {where} must be text, got {given['ContentType']!r}. Nothing was written.")
+    meta = given.get("Metadata")
+    if meta is None:
+        return
+    if not isinstance(meta, Mapping):
+        raise InvalidArgumentError(
+            f"Cannot save {path}: Metadata {where} must be a dict of str to str, got {type(meta).__name__}. Nothing was written."
+        )
+    for key, value in meta.items():
+        if not (isinstance(key, str) and _TOKEN.fullmatch(key) and isinstance(value, str) and value.isascii() and value.isprintable()):
+            raise InvalidArgumentError(
+                f"Cannot save {path}: Metadata {where} has {key!r}: {value!r}; keys must be ASCII header names and values "
+                f"printable ASCII text. Nothing was written."
+            )
 
 
 def args_digest(extra_args: str | None) -> str:

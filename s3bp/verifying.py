@@ -140,12 +140,26 @@ def verify(ops: FolderOps, directory: str | os.PathLike[str], *, repair: bool = 
 
     with ThreadPoolExecutor(max(1, min(workers, len(recorded)))) as pool:  # hashlib lets go of the GIL
         report.files = list(pool.map(check, recorded))
+    states = {f.path: f for f in recorded}
+    for i, v in enumerate(report.files):
+        if v.status is Check.CORRUPT and _encrypted(ops, states[v.path]):
+            report.files[i] = findings(states[v.path], None)
     if repair:
-        states = {f.path: f for f in recorded}
         for v in report.files:
             if v.status is Check.CORRUPT:
                 _repair(ops, states[v.path], report)
     return report
+
+
+def _encrypted(ops: FolderOps, f: FileState) -> bool:
+    """Whether S3 holds the recorded version encrypted with SSE-KMS or SSE-C, whose ETag is no MD5 of the bytes.
+
+    Asked (one HEAD) only of a copy whose bytes do not give the recorded ETag,
+    before it is called corrupt: a listing does not say how an object is encrypted.
+    """
+    if ops.head is None or f.remote is None or f.record is None or f.remote.etag.strip('"') != f.record.etag.strip('"'):
+        return False
+    return bool(getattr(ops.head(f.bucket, f.key), "encrypted", False))
 
 
 def _repair(ops: FolderOps, f: FileState, report: VerifyReport) -> None:
