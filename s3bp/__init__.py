@@ -11,6 +11,7 @@ from .api import (
     flush,
     forget,
     get_default_store,
+    info,
     list_objects,
     load_dataframe,
     load_object,
@@ -34,6 +35,7 @@ from .api import (
     unset_default_bucket,
     untag,
     upload_file,
+    verify,
     versions,
 )
 from .errors import (
@@ -55,6 +57,8 @@ _LAZY = {
     "formats": "serializers",
     "register_format": "serializers",
     "unregister_format": "serializers",
+    "ObjectInfo": "describing",
+    "VerifyReport": "verifying",
 }
 
 
@@ -90,6 +94,7 @@ __all__ = [
     "forget",
     "formats",
     "get_default_store",
+    "info",
     "list_objects",
     "load_dataframe",
     "load_object",
@@ -111,6 +116,9 @@ __all__ = [
     "unregister_format",
     "unset_default_bucket",
     "upload_file",
+    "verify",
+    "ObjectInfo",
+    "VerifyReport",
     "Version",
     "VersioningError",
     "prune",

@@ -12,9 +12,11 @@ if TYPE_CHECKING:  # the store and its dependencies are imported on first use, k
 
     from .cache import CacheInfo, PruneReport
     from .core import Store
+    from .describing import ObjectInfo
     from .folders import FileState, FolderReport, Listed
     from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture
+    from .verifying import VerifyReport
     from .versioning import Version, VersionSpec
 
 _default: Store | None = None
@@ -61,6 +63,7 @@ def save_object(
     *,
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> UploadFuture:
     """Write ``obj`` to ``filepath`` and upload it to S3.
 
@@ -89,11 +92,17 @@ def save_object(
         Upload arguments such as ``ContentType``, ``StorageClass``,
         ``ServerSideEncryption``, ``SSEKMSKeyId``; added to the ``upload_args``
         config key. Only s3transfer's allowed upload arguments are accepted.
+        They win over s3bp's own ContentType and metadata.
+    metadata
+        Your own ``x-amz-meta-*`` keys and values (ASCII), stored with the
+        object beside s3bp's (format, s3bp version); at most S3's 2 KB in all.
 
     Returns
     -------
     UploadFuture
-        Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`).
+        Done when the upload is (``result()`` raises :class:`~s3bp.errors.UploadError`);
+        its ``unchanged`` is then True when S3 already held these bytes from
+        this machine's last sync, so nothing was uploaded.
 
     Raises
     ------
@@ -101,12 +110,15 @@ def save_object(
         When no bucket is given, mapped or set as default (before anything is written).
     SerializationError
         When the serializer raises or writes nothing; the previous file is left intact.
+    InvalidArgumentError
+        For unusable ``metadata`` or ``extra_args`` (before anything is written).
     UploadError
         With ``wait=True``, when the upload fails.
     """
     return get_default_store().save_object(
-        obj, filepath, bucket_name=bucket_name, serializer=serializer, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args
-    )
+        obj, filepath, bucket_name=bucket_name, serializer=serializer, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args,
+        metadata=metadata,
+    )  # fmt: skip
 
 
 def load_object(
@@ -178,13 +190,15 @@ def save_dataframe(
     *,
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
     **writer_kwargs: Any,
 ) -> UploadFuture:
     """Write a DataFrame (pandas, or polars through polars' writers) in a registered format and upload it.
 
     ``format`` is a format name (case-insensitive); default: the format
     registered for the file's suffix, else ``"csv"``. ``writer_kwargs`` go to
-    the format's writer. Other parameters are as for :func:`save_object`.
+    the format's writer. The object's metadata records the format and the
+    DataFrame's rows and columns. Other parameters are as for :func:`save_object`.
     """
     return get_default_store().save_dataframe(
         df,
@@ -195,6 +209,7 @@ def save_dataframe(
         wait=wait,
         conflict=conflict,
         extra_args=extra_args,
+        metadata=metadata,
         **writer_kwargs,
     )
 
@@ -241,13 +256,17 @@ def upload_file(
     *,
     conflict: str | None = None,
     extra_args: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> UploadFuture:
     """Upload an existing local file to S3; the upload reads a copy taken now.
 
-    Parameters are as for :func:`save_object`. Raises
-    :class:`~s3bp.errors.ObjectNotFoundError` when the file does not exist.
+    Parameters are as for :func:`save_object`; the Content-Type comes from the
+    file name. Raises :class:`~s3bp.errors.ObjectNotFoundError` when the file
+    does not exist.
     """
-    return get_default_store().upload_file(filepath, bucket_name=bucket_name, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args)
+    return get_default_store().upload_file(
+        filepath, bucket_name=bucket_name, namekey=namekey, wait=wait, conflict=conflict, extra_args=extra_args, metadata=metadata
+    )
 
 
 def download_file(
@@ -468,6 +487,52 @@ def resolve_conflict(filepath: str | os.PathLike[str], keep: str, bucket_name: s
     to ``NAME.s3bp-local`` and downloads the S3 version.
     """
     get_default_store().resolve_conflict(filepath, keep=keep, bucket_name=bucket_name, namekey=namekey)
+
+
+def info(path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
+    """What S3 holds for a local path and how the local copy relates to it, with one HEAD request.
+
+    Parameters
+    ----------
+    path
+        The local file (it need not exist); resolved to a bucket and key as a load would.
+    bucket_name, namekey
+        As for :func:`load_object`.
+
+    Returns
+    -------
+    ObjectInfo
+        Bucket, key, endpoint; S3's version id, ETag, size, last modified,
+        content type and metadata; the local state (``same``, ``local newer``,
+        ``remote newer``, ``conflict``, ``local only``, ``remote only``, ...);
+        and the pending upload of the path, if any, with its attempts and last error.
+    """
+    return get_default_store().info(path, bucket_name=bucket_name, namekey=namekey)
+
+
+def verify(directory: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+    """Check that the synced files under a mapped directory still hold what was synced, locally and in S3, without downloading.
+
+    For every file with a sync record, the local bytes are hashed and compared
+    with the recorded ETag, and S3's ETag (from the folder's listing, one
+    request per 1,000 objects) with the record.
+
+    Parameters
+    ----------
+    directory
+        A mapped base directory or a directory below one.
+    repair
+        Download S3's version over every corrupt local copy (one whose size and
+        modification time are as synced but whose bytes are not). Files edited
+        since their sync are never touched.
+
+    Returns
+    -------
+    VerifyReport
+        Each file's status (``ok``, ``local changed``, ``S3 changed``,
+        ``corrupt local copy``, ``not checkable``), what was repaired, and ``ok``.
+    """
+    return get_default_store().verify(directory, repair=repair)
 
 
 def versions(filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:

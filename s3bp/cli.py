@@ -106,8 +106,11 @@ def _config_import(store: Any, args: argparse.Namespace) -> int:
 
     if not os.path.isfile(args.path):
         raise InvalidPathError(f"No s3bp 0.1.x config at {args.path!r}: give the path of its s3bp_cfg.yml.")
-    taken = import_legacy(store.config, args.path)
-    if not taken:
+    refused: list[str] = []
+    taken = import_legacy(store.config, args.path, refused)
+    for reason in refused:
+        print(f"s3bp config: not imported: {reason}", file=sys.stderr)
+    if not taken and not refused:
         print(f"nothing to import from {args.path}: its settings are already in {store.config.path}, or it has none")
     for name, value in taken.items():
         if isinstance(value, dict):
@@ -115,7 +118,7 @@ def _config_import(store: Any, args: argparse.Namespace) -> int:
                 print(f"imported mapping {directory} -> {bucket}")
         else:
             print(f"imported {name}: {value}")
-    return 0
+    return 1 if refused else 0
 
 
 _CONFIG_ACTIONS = {"get": _config_get, "set": _config_set, "unset": _config_unset, "import-0.1": _config_import}
@@ -265,6 +268,58 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         both = f"  (local {f.local.size:,} B, S3 {f.remote.size:,} B)" if f.local and f.remote and f.state.value == "conflict" else ""
         print(f"{f.state.value:15} {size:>12,} {_rel(f.path, paths.normalize(target))}{both}")
     return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    """What S3 holds for a path (one HEAD) and how the local copy relates to it."""
+    info = api.info(args.path, bucket_name=args.bucket, namekey=args.namekey or None)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(info), indent=2))
+        return 0
+    print(f"s3://{info.bucket}/{info.key} at {info.endpoint}")
+    print(f"  local path:    {info.path}")
+    print(f"  state:         {info.state}")
+    if info.exists:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info.last_modified or 0))
+        print(f"  in S3:         {info.size:,} bytes, last modified {stamp}, ETag {info.etag}")
+        print(f"  content type:  {info.content_type}")
+        if info.version_id:
+            print(f"  version id:    {info.version_id}")
+        for name, value in sorted(info.metadata.items()):
+            print(f"  metadata:      {name}: {value}")
+    else:
+        print("  in S3:         no such object")
+    if info.local_size is not None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info.local_mtime or 0))
+        print(f"  local file:    {info.local_size:,} bytes, modified {stamp}")
+    if info.synced_at is not None:
+        print(f"  last synced:   {_age(time.time() - info.synced_at)} ago")
+    if info.pending is not None:
+        p = info.pending
+        error = f"; last error: {p.last_error}" if p.last_error else ""
+        print(f"  pending upload: {p.state}, attempts {p.attempts}{error}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Check the synced files of a mapped directory against their records, locally and in S3; exit 1 unless all are ok."""
+    report = api.verify(args.directory, repair=args.repair)
+    if args.json:
+        out = dataclasses.asdict(report)
+        for f in out["files"]:
+            f["status"] = f["status"].value
+        out["ok"] = report.ok
+        print(json.dumps(out, indent=2))
+        return 0 if report.ok else 1
+    for f in report.files:
+        if f.status.value != "ok" or args.verbose:
+            mended = " (repaired)" if f.path in report.repaired else ""
+            detail = f": {'; '.join(f.findings)}" if f.findings else ""
+            print(f"{f.status.value}{mended}: {_rel(f.path, report.directory)}{detail}")
+    for path, reason in report.failed:
+        print(f"FAILED to repair {_rel(path, report.directory)}: {reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _file_json(f: Any) -> dict[str, Any]:
@@ -516,6 +571,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", default=".", metavar="DIR|s3://BUCKET/PREFIX")
     p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     p.set_defaults(func=_cmd_ls)
+    p = sub.add_parser("info", help="what S3 holds for a path (one HEAD): ETag, size, type, metadata, and the local state")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument("--bucket", default=None, help="the bucket, as for save and load (default: the mapped or default one)")
+    p.add_argument("--namekey", action="store_true", help="key the object by the file's base name")
+    p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("verify", help="check synced files against their records, locally and in S3, without downloading")
+    p.add_argument("directory")
+    p.add_argument("--repair", action="store_true", help="re-download corrupt local copies (never files edited since their sync)")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list the files that are ok")
+    p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("cache", help="the managed cache of s3:// URLs: info, prune, clear")
     cache = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     cache.add_parser("info", help="size, files, limits and oldest use")

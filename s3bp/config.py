@@ -39,11 +39,14 @@ DEFAULTS: dict[str, Any] = {
     "upload_args": {},
     "on_exit": "auto",
     "exit_grace": 1.0,
+    "record_origin": False,
     "cache_max_size": None,
     "cache_max_age": None,
 }
 _OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
+_ENDPOINT = re.compile(r"https?://[^\s/?#]+(/[^\s]*)?", re.IGNORECASE)  # a scheme botocore can talk to, and a host
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")  # botocore's own rule for region names
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -112,6 +115,10 @@ def _check_field(field: str, value: Any, source: str, fix: str = " Fix the file.
     if field in _OPTIONAL_STR:
         if value is not None and (not isinstance(value, str) or not value):
             raise wrong("a non-empty string or null")
+        if field == "endpoint_url" and value is not None and not _ENDPOINT.fullmatch(value):
+            raise wrong("an http:// or https:// URL such as http://localhost:9000")
+        if field == "region" and value is not None and not _REGION.fullmatch(value):
+            raise wrong("a region name such as eu-west-1 (letters, digits and hyphens)")
         return value
     if field == "base_dir_to_bucket_map":
         if value is None:
@@ -141,6 +148,10 @@ def _check_field(field: str, value: Any, source: str, fix: str = " Fix the file.
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise wrong("a mapping of upload argument name (e.g. ServerSideEncryption) to value")
         return dict(value)
+    if field == "record_origin":
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
     if field in _PARSERS:
         if value is None:
             return None
@@ -343,7 +354,7 @@ class ConfigFile:
         ConfigError
             Naming the first unknown setting or wrong value; nothing is written then.
         """
-        checked = {k: DEFAULTS[k] if v is None else check_setting(k, v) for k, v in settings.items()}
+        checked = {k: DEFAULTS[k] if v is None and k in DEFAULTS else check_setting(k, v) for k, v in settings.items()}
         return self.update(lambda d: d.update(checked))
 
     def set_default_bucket(self, bucket: str | None) -> None:
@@ -453,8 +464,10 @@ def legacy_config_paths(environ: Mapping[str, str] = os.environ) -> list[Path]:
     return seen
 
 
-def read_legacy(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_legacy(path: str | os.PathLike[str], refused: list[str] | None = None) -> dict[str, Any]:
     """The settings of a 0.1.x ``s3bp_cfg.yml`` that s3bp can use (each checked like the file's).
+
+    What cannot be used is logged, and also added in words to ``refused`` when given.
 
     Raises
     ------
@@ -471,6 +484,8 @@ def read_legacy(path: str | os.PathLike[str]) -> dict[str, Any]:
     if isinstance(data, tuple) and data and isinstance(data[0], dict):  # 0.1.x could write a one-element tuple
         data = data[0]
     if not isinstance(data, dict):
+        if data is not None and refused is not None:
+            refused.append(f"{path} holds a YAML {type(data).__name__}, not the mapping of settings an s3bp_cfg.yml has")
         return {}
     found: dict[str, Any] = {}
     for field in _LEGACY_KEYS:
@@ -480,10 +495,12 @@ def read_legacy(path: str | os.PathLike[str]) -> dict[str, Any]:
             found[field] = check_setting(field, data[field])
         except S3bpError as exc:
             logger.warning("s3bp: not imported from %s: %s", path, exc)
+            if refused is not None:
+                refused.append(str(exc))
     return found
 
 
-def import_legacy(config: ConfigFile, legacy: str | os.PathLike[str]) -> dict[str, Any]:
+def import_legacy(config: ConfigFile, legacy: str | os.PathLike[str], refused: list[str] | None = None) -> dict[str, Any]:
     """Add a 0.1.x config's settings to ``config`` where it has none of its own; the old file is left as it is.
 
     The default bucket and the worker count are taken when ``config`` leaves
@@ -492,9 +509,9 @@ def import_legacy(config: ConfigFile, legacy: str | os.PathLike[str]) -> dict[st
     Returns
     -------
     dict
-        What was imported.
+        What was imported (what was not usable is added in words to ``refused``, when given).
     """
-    found = read_legacy(legacy)
+    found = read_legacy(legacy, refused)
     taken: dict[str, Any] = {}
 
     def change(data: dict[str, Any]) -> None:

@@ -42,6 +42,35 @@ def put_condition(size: int, over: SyncRecord | None, multipart_threshold: int, 
     return Condition(head_check=over.etag)
 
 
+class Identical(Enum):
+    """Whether a save holds the version this machine last synced, and what it takes to skip its upload."""
+
+    NO = "other bytes than the synced version's (or not known): upload"
+    CHECK = "the synced version's bytes: one HEAD tells whether S3 still holds it, with these upload settings"
+    TRUSTED = "the synced version's bytes and upload settings, confirmed less than max_age ago: no request"
+
+
+def identical_save(local_etag: str | None, record: SyncRecord | None, args: str, *, now: float, max_age: float = 0.0) -> Identical:
+    """Decide whether a save's upload can be skipped because S3 already holds its bytes.
+
+    Parameters
+    ----------
+    local_etag
+        The ETag of the save's snapshot, computed as it was taken (None: not computed).
+    record
+        This machine's sync record of the path, for this very object.
+    args
+        The fingerprint of the save's upload arguments (:func:`s3bp.labels.args_digest`).
+    now, max_age
+        A record confirmed less than ``max_age`` seconds ago, for an upload with the same arguments, is trusted.
+    """
+    if record is None or local_etag is None or local_etag.strip('"').lower() != record.etag.strip('"').lower():
+        return Identical.NO
+    if max_age > 0 and record.args == args and 0 <= now - record.verified_at < max_age:
+        return Identical.TRUSTED
+    return Identical.CHECK
+
+
 def needs_check(known: tuple[bool, float] | None, now: float) -> bool:
     """Whether an endpoint's conditional writes must be (re)checked, given what is known: (honoured, checked_at)."""
     return known is None or not 0 <= now - known[1] < RECHECK_SECONDS

@@ -40,10 +40,11 @@ from .errors import (
     StateError,
 )
 from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
+from .labels import format_of, label
 from .localfiles import LOCAL_SUFFIX, Placement, drop_sidecar, local_stat, refuse_directory, set_aside, sidecar
 from .receiving import download, receive
 from .remote import Connections, Wire
-from .sending import send_entry
+from .sending import send_entry, snapshot_digest
 from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
 from .tree import REMOTE_SUFFIX
 
@@ -52,10 +53,12 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from .cache import CacheInfo, PruneReport
+    from .describing import ObjectInfo
     from .folders import FileState, FolderOps, FolderReport, Listed
     from .index import JournalEntry, StateDB
     from .locks import StripedLocks
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
+    from .verifying import VerifyReport
     from .versioning import Version, VersionSpec
 
 logger = logging.getLogger("s3bp")
@@ -191,11 +194,14 @@ class Store:
     def save_object(
         self, obj: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, serializer: Serializer | str | None = None,
         namekey: bool | None = None, wait: bool = False, *, conflict: str | None = None, extra_args: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Write ``obj`` to ``filepath`` and upload it to S3; see :func:`s3bp.save_object`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        return self._save(data, res, obj, codec(serializer, "serializer", res.path), wait, self._options(data, conflict, extra_args))
+        write = codec(serializer, "serializer", res.path)
+        options = label(self._options(data, conflict, extra_args), data, res.path, fmt=format_of(serializer), metadata=metadata)
+        return self._save(data, res, obj, write, wait, options)
 
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
@@ -225,12 +231,12 @@ class Store:
 
     def upload_file(
         self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None, wait: bool = False, *,
-        conflict: str | None = None, extra_args: dict[str, Any] | None = None,
+        conflict: str | None = None, extra_args: dict[str, Any] | None = None, metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Upload an existing local file (a copy taken now); see :func:`s3bp.upload_file`."""
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        options = self._options(data, conflict, extra_args)
+        options = label(self._options(data, conflict, extra_args), data, res.path, metadata=metadata)
         if not os.path.isfile(res.path):
             raise ObjectNotFoundError(f"Cannot upload {res.path}: no such file.")
         fut = self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=wait)
@@ -247,12 +253,13 @@ class Store:
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
         versioning.check_writable(path, bucket, key)
-        _, queue = self._state()
+        db, queue = self._state()
         wire = self._wire(data)
         try:
             return queue.journal(
                 path=path, bucket=bucket, key=key, source=source, endpoint=wire.endpoint, profile=data["profile"],
                 region=wire.region, options=options, wait=wait, placed=placed,
+                digest=snapshot_digest(db, wire.endpoint, path, bucket, key),
             )  # fmt: skip
         except OSError as exc:  # a path in the error says which disk; none: copying the snapshot into the spool
             from .index import disk_error
@@ -265,7 +272,7 @@ class Store:
         wire = self._wire(data)
         if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
             wire = self._connections.get(data, profile=entry.profile, region=entry.region, endpoint=entry.endpoint)
-        return send_entry(wire, self._state()[0], entry)
+        return send_entry(wire, self._state()[0], entry, max_age=data["max_age"])
 
     # -- loading ---------------------------------------------------------------
 
@@ -286,14 +293,16 @@ class Store:
     def save_dataframe(
         self, df: Any, filepath: str | os.PathLike[str], bucket_name: str | None = None, format: str | None = None,
         namekey: bool | None = None, wait: bool = False, *, conflict: str | None = None, extra_args: dict[str, Any] | None = None,
-        **writer_kwargs: Any,
+        metadata: dict[str, str] | None = None, **writer_kwargs: Any,
     ) -> UploadFuture:
         """Write a DataFrame in a registered format and upload it; see :func:`s3bp.save_dataframe`."""
         from .frames import is_polars
+        from .serializers import frame_format
 
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
-        options = self._options(data, conflict, extra_args)
+        fmt = frame_format(res.path, writer_kwargs.get("dformat") if format is None else format)
+        options = label(self._options(data, conflict, extra_args), data, res.path, fmt=fmt, metadata=metadata, shape=getattr(df, "shape", None))
         write = frame_codec(res.path, format, writer_kwargs, "serializer", "polars" if is_polars(df) else "pandas")
         return self._save(data, res, df, write, wait, options)
 
@@ -512,10 +521,13 @@ class Store:
             mappings=dict(self._mappings), endpoint=endpoint, db=db, workers=data["max_workers"],
             resolve=lambda path: self._resolve(data, path), list=lambda bucket, prefix: wire().list(bucket, prefix),
             download=lambda *args, **kwargs: download(wire(), *args, **kwargs), delete=lambda bucket, key: wire().delete(bucket, key),
-            journal=lambda path, bucket, key, wait: self._journal(data, path=path, bucket=bucket, key=key, source=path, options=options, wait=wait),
+            journal=lambda path, bucket, key, wait: self._journal(
+                data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
+            ),
             drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
             cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
             list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),
+            head=lambda bucket, key: wire().head(bucket, key),
         )  # fmt: skip
         return ops if pair is None else paired(ops, *pair)
 
@@ -574,6 +586,30 @@ class Store:
 
         return survey(self._folder_ops(), directory)[0]
 
+    def info(self, path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
+        """What S3 holds for a path (one HEAD) and how the local copy relates to it; see :func:`s3bp.info`."""
+        from .describing import describe
+
+        data = self.settings()
+        res = self._resolve(data, path, bucket_name, namekey)
+        refuse_directory(res.path)  # a folder is no object: `s3bp ls` tells about its files
+        wire = self._wire(data)
+        record, _ = self._index().load_state(res.path)
+        pending = [p for p in self.pending_uploads() if p.path == res.path]
+        head = wire.head(res.bucket, res.key)
+        return describe(
+            path=res.path, bucket=res.bucket, key=res.key, endpoint=wire.endpoint, head=head, local=local_stat(res.path),
+            record=record, pending=pending[-1] if pending else None,
+        )  # fmt: skip
+
+    def verify(self, directory: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+        """Check a mapped directory's synced files against their records, locally and in S3; see :func:`s3bp.verify`."""
+        from .verifying import verify
+
+        if paths.is_url(directory):  # verify compares local copies with S3: it needs the folder that holds them
+            raise InvalidPathError(f"Cannot verify {directory}: give the local directory mapped to it (`s3bp map DIR BUCKET`), not a URL.")
+        return verify(self._folder_ops(), directory, repair=repair)
+
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""
         if keep not in ("local", "remote"):
@@ -583,7 +619,7 @@ class Store:
         if keep == "local":
             if not os.path.isfile(res.path):
                 raise ObjectNotFoundError(f"Cannot keep the local version of {res.path}: no such file.")
-            options = self._options(data, "overwrite", None)
+            options = label(self._options(data, "overwrite", None), data, res.path)
             self._journal(data, path=res.path, bucket=res.bucket, key=res.key, source=res.path, options=options, wait=True).result()
             drop_sidecar(res.path, REMOTE_SUFFIX)  # the S3 version a sync put beside it was just replaced
             return

@@ -130,6 +130,8 @@ class FolderOps:
     cache_dir: str | None = None
     drop: Callable[[UploadFuture], None] = lambda fut: None
     conditional: bool = False
+    #: ``head(bucket, key)``: the object's :class:`~s3bp.remote.Head` (or Missing), for checks a listing cannot answer
+    head: Callable[[str, str], Any] | None = None
 
 
 def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOps:

@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -43,6 +43,7 @@ class SyncRecord:
     part_size: int = 0  # the part size that reproduced a multipart ETag (0: not multipart, or not known)
     version_id: str | None = None  # S3's VersionId of the object synced (None: the bucket had no versioning, or not known)
     as_of: float = 0.0  # written by pull(as_of=...): the file holds an older version, as of this time (0: not so)
+    args: str = ""  # a fingerprint of the upload arguments S3's version was uploaded with ("": downloaded, or not known)
 
     def is_of(self, endpoint: str, bucket: str, key: str) -> bool:
         """Whether this record is about the object ``endpoint/bucket/key``."""
@@ -60,6 +61,22 @@ class SyncRecord:
 def record_of(record: SyncRecord | None, endpoint: str, bucket: str, key: str) -> SyncRecord | None:
     """``record`` if it is about the object ``endpoint/bucket/key``, else None (the path now maps elsewhere)."""
     return record if record is not None and record.is_of(endpoint, bucket, key) else None
+
+
+def snapshot_hashing(record: SyncRecord | None, size: int, default_part_size: Callable[[int], int]) -> int | None:
+    """How to hash a new ``size``-byte snapshot so that it can be compared with the version ``record`` holds.
+
+    0: one MD5 (the record's ETag is one); a part size: a multipart ETag (the
+    record's part size, else ``default_part_size(size)``, s3transfer's);
+    None: no need (no record, another size) or no way (an ETag that is no MD5).
+    """
+    if record is None or record.size != size:
+        return None
+    if md5_of_etag(record.etag) is not None:
+        return 0
+    if etag_parts(record.etag) is not None:
+        return record.part_size or default_part_size(size)
+    return None
 
 
 def compare_seconds(local_mtime_ns: int, last_modified: float) -> int:

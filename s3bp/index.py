@@ -32,7 +32,7 @@ import time
 import urllib.parse
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS records (
     saved_ns INTEGER NOT NULL DEFAULT 0,
     part_size INTEGER NOT NULL DEFAULT 0,
     version_id TEXT,
-    as_of REAL NOT NULL DEFAULT 0
+    as_of REAL NOT NULL DEFAULT 0,
+    args TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS records_object ON records (bucket, key, endpoint);
 CREATE TABLE IF NOT EXISTS journal (
@@ -90,7 +91,8 @@ CREATE TABLE IF NOT EXISTS journal (
     conflict TEXT NOT NULL DEFAULT 'raise',
     extra_args TEXT,
     held INTEGER NOT NULL DEFAULT 0,
-    base_version TEXT
+    base_version TEXT,
+    etag TEXT
 );
 CREATE INDEX IF NOT EXISTS journal_path ON journal (path);
 CREATE INDEX IF NOT EXISTS journal_owner ON journal (owner);
@@ -122,9 +124,11 @@ CREATE TABLE IF NOT EXISTS cache_uses (
 
 _ADDED_COLUMNS = (
     ("conflict", "TEXT NOT NULL DEFAULT 'raise'"), ("extra_args", "TEXT"), ("held", "INTEGER NOT NULL DEFAULT 0"),
-    ("base_version", "TEXT"),
+    ("base_version", "TEXT"), ("etag", "TEXT"),
 )  # fmt: skip
-_ADDED_RECORD_COLUMNS = (("part_size", "INTEGER NOT NULL DEFAULT 0"), ("version_id", "TEXT"), ("as_of", "REAL NOT NULL DEFAULT 0"))
+_ADDED_RECORD_COLUMNS = (
+    ("part_size", "INTEGER NOT NULL DEFAULT 0"), ("version_id", "TEXT"), ("as_of", "REAL NOT NULL DEFAULT 0"), ("args", "TEXT NOT NULL DEFAULT ''"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class JournalEntry:
     extra_args: str | None = None  # JSON of the upload's extra arguments (ContentType, SSE, ...)
     held: int = 0  # 1 after a failure no retry can mend (no bucket, access denied, conflict): retried only when asked
     base_version: str | None = None  # the S3 VersionId this machine last synced for the path when the save was journaled
+    etag: str | None = None  # the snapshot's ETag, computed while it was copied when it may equal the synced version's
 
     @property
     def object_id(self) -> tuple[str, str, str]:
@@ -699,9 +704,11 @@ class StateDB:
         self._write("UPDATE journal SET attempts = attempts + 1, last_error = ?, held = ? WHERE id = ?", (error, int(held), entry_id))
 
     @_guarded
-    def release_held(self, owner: str) -> None:
-        """Let ``owner``'s held entries be retried (an explicit flush)."""
-        self._write("UPDATE journal SET held = 0 WHERE owner = ? AND held = 1", (owner,))
+    def release_held(self, owner: str, *, keep: Collection[str] = ()) -> None:
+        """Let ``owner``'s held entries be retried (an explicit flush), apart from the ids in ``keep`` (being uploaded now)."""
+        with self._transaction() as conn:
+            held = [r[0] for r in conn.execute("SELECT id FROM journal WHERE owner = ? AND held = 1", (owner,))]
+            conn.executemany("UPDATE journal SET held = 0 WHERE id = ?", [(i,) for i in held if i not in keep])
 
     @_guarded
     def retarget(self, entry_id: str, *, endpoint: str, profile: str | None, region: str | None, bucket: str, key: str) -> None:

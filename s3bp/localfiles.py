@@ -29,11 +29,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from .errors import ConflictError, InvalidPathError
-from .freshness import LocalStat
+from .freshness import LocalStat, multipart_etag
 from .tree import REMOTE_SUFFIX
 
 #: errno values of a disk that cannot take a write (not of a serializer's own failure).
@@ -141,13 +141,17 @@ def file_multipart_etag(path: str, part_size: int) -> str:
     return f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}-{count}"'
 
 
-def make_snapshot(src: str, dest: str | os.PathLike[str]) -> None:
-    """Copy ``src`` to ``dest`` for upload, in the kernel where possible.
+def make_snapshot(src: str, dest: str | os.PathLike[str], *, part_size: int | None = None) -> str | None:
+    """Copy ``src`` to ``dest`` for upload, in the kernel where possible; with ``part_size``, return the copy's ETag.
 
     A copy, not a hard link: a hard link shares the inode, so rewriting the
     file in place (``open(path, "w")``) would change the snapshot too.
     ``copy_file_range`` clones instead of copying on filesystems that can
     (btrfs, XFS, NFS 4.2).
+
+    With ``part_size`` (0: one MD5; else the multipart ETag of parts that
+    size), the bytes go through this process instead and are hashed on the
+    way: the ETag of exactly what was copied, without a second read.
 
     The snapshot is created exclusively (mode 0600) and removed again if the
     copy fails or is interrupted part-way.
@@ -156,10 +160,29 @@ def make_snapshot(src: str, dest: str | os.PathLike[str]) -> None:
         fd = _create_exclusive(dest, 0o600)
         try:
             with open(fd, "wb") as fout:
-                _copy_all(fin, fout)
+                if part_size is None:
+                    _copy_all(fin, fout)
+                    return None
+                return _copy_hashing(fin, fout, part_size)
         except BaseException:
             remove(dest)
             raise
+
+
+def _copy_hashing(fin: BinaryIO, fout: BinaryIO, part_size: int) -> str:
+    """Copy ``fin`` to ``fout`` a chunk at a time; the ETag of the bytes copied (quoted, as S3 sends it)."""
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in iter(lambda: fin.read(1 << 20), b""):
+            fout.write(chunk)
+            yield chunk
+
+    if part_size > 0:
+        return multipart_etag(chunks(), part_size)
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in chunks():
+        digest.update(chunk)
+    return f'"{digest.hexdigest()}"'
 
 
 def _copy_all(fin: BinaryIO, fout: BinaryIO) -> None:

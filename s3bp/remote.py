@@ -914,6 +914,11 @@ def _check_length(where: str, what: str, got: int, want: int) -> None:
         )
 
 
+def upload_part_size(size: int) -> int:
+    """The part size s3transfer uploads a ``size``-byte object in (see :func:`_upload_part_size`)."""
+    return _upload_part_size(size)
+
+
 def _upload_part_size(size: int) -> int:
     """The part size s3transfer (so s3bp, boto3 and the AWS CLI, by default) uploads a ``size``-byte object in."""
     from boto3.s3.transfer import TransferConfig

@@ -7,14 +7,17 @@ The decisions are :mod:`s3bp.conflicts`' (pure); the requests are
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import remote
-from .conflicts import Refusal, after_refusal, conflict_error, head_allows, needs_check, put_condition
+from .conflicts import Identical, Refusal, after_refusal, conflict_error, head_allows, identical_save, needs_check, put_condition
 from .errors import S3bpError
-from .freshness import SyncRecord, record_of
+from .freshness import SyncRecord, record_of, snapshot_hashing
+from .labels import args_digest
 from .remote import HEAD_SETTINGS, Head, Refused, Replaced, Stored, Wire, holds
 from .uploads import UploadOptions
 
@@ -24,8 +27,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("s3bp")
 
 
-def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
+@dataclasses.dataclass(frozen=True)
+class Unchanged(SyncRecord):
+    """The sync record of a save whose bytes S3 already held (the version this machine last synced): nothing was sent."""
+
+    unchanged: ClassVar[bool] = True
+
+
+def send_entry(wire: Wire, db: StateDB, entry: JournalEntry, *, max_age: float = 0.0) -> SyncRecord:
     """Send one journal entry's snapshot to S3; return the sync record of what S3 now holds.
+
+    A snapshot with the bytes and upload settings of the version this machine
+    last synced is not sent when S3 still holds that version (one HEAD says so,
+    or none when it was confirmed less than ``max_age`` seconds ago): the
+    record returned is then an :class:`Unchanged`.
 
     Under ``conflict="raise"``, the upload may replace only the version this
     machine last synced: a refusal is then another writer's version
@@ -33,7 +48,11 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
     :func:`~s3bp.conflicts.after_refusal` tells apart from it.
     """
     extra = UploadOptions(entry.conflict, entry.extra_args).arguments()
-    record = record_of(db.record(entry.path), *entry.object_id) if entry.conflict == "raise" else None
+    synced = record_of(db.record(entry.path), *entry.object_id)
+    kept = _already_there(wire, entry, extra, synced, max_age)
+    if kept is not None:
+        return kept
+    record = synced if entry.conflict == "raise" else None
     conditional = record is None or honours_conditions(db, wire, entry.bucket, entry.key)
     outcome = _put(wire, entry, extra, record, conditional)
     if isinstance(outcome, Replaced):  # our parts landed, and another writer's version right after them
@@ -63,14 +82,37 @@ def send_entry(wire: Wire, db: StateDB, entry: JournalEntry) -> SyncRecord:
     return _record(entry, outcome.etag, outcome.version_id)
 
 
+def _already_there(wire: Wire, entry: JournalEntry, extra: dict[str, Any], synced: SyncRecord | None, max_age: float) -> Unchanged | None:
+    """The record of a save S3 already holds (see :func:`~s3bp.conflicts.identical_save`), or None: upload it."""
+    verdict = identical_save(entry.etag, synced, args_digest(entry.extra_args), now=time.time(), max_age=max_age)
+    if verdict is Identical.NO or synced is None:
+        return None
+    verified_at = synced.verified_at  # trusted without a request: the max_age window is not extended
+    if verdict is Identical.CHECK:
+        head = wire.head(entry.bucket, entry.key)
+        if not (isinstance(head, Head) and head.etag.strip('"') == synced.etag.strip('"') and _same_settings(extra, dict(head.settings))):
+            return None  # changed in S3 meanwhile (the conflict rule applies), gone, or other settings: upload as usual
+        verified_at = time.time()
+    fields = _record(entry, synced.etag, synced.version_id).__dict__
+    fields = {**fields, "verified_at": verified_at, "part_size": synced.part_size or fields["part_size"]}  # the part size that hashed alike
+    return Unchanged(**fields)
+
+
+def snapshot_digest(db: StateDB, endpoint: str, path: str, bucket: str, key: str) -> Callable[[int], int | None]:
+    """``digest(size)`` for :meth:`~s3bp.uploads.UploadQueue.journal`: how to hash a save's snapshot so that it can be
+    compared with the version this machine last synced for the object (see :func:`~s3bp.freshness.snapshot_hashing`)."""
+    synced = record_of(db.record(path), endpoint, bucket, key)
+    return lambda size: snapshot_hashing(synced, size, remote.upload_part_size)
+
+
 def _same_settings(extra: dict[str, Any], told: dict[str, Any]) -> bool:
     """Whether the object carries every upload argument of this save, as far as a HEAD tells (one it cannot tell: no)."""
     for name, wanted in extra.items():
         if name not in HEAD_SETTINGS:
             return False
         got = told.get(name, "STANDARD" if name == "StorageClass" else None)
-        if name == "Metadata":  # S3 gives metadata names in lower case
-            got, wanted = got or {}, {str(k).lower(): v for k, v in wanted.items()}
+        if name == "Metadata":  # names are case-insensitive: S3 gives them in lower case, some servers' front ends do not
+            got, wanted = {str(k).lower(): v for k, v in (got or {}).items()}, {str(k).lower(): v for k, v in wanted.items()}
         if got != wanted:
             return False
     return True
@@ -81,6 +123,8 @@ def _record(entry: JournalEntry, etag: str, version_id: str | None) -> SyncRecor
     return SyncRecord(
         path=entry.path, endpoint=entry.endpoint, bucket=entry.bucket, key=entry.key, etag=etag,
         size=entry.size, mtime_ns=entry.mtime_ns, verified_at=time.time(), saved_ns=entry.seq, version_id=version_id,
+        args=args_digest(entry.extra_args),
+        part_size=remote.upload_part_size(entry.size) if entry.size >= remote.MULTIPART_THRESHOLD else 0,  # s3transfer's parts
     )  # fmt: skip
 
 

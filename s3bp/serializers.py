@@ -32,6 +32,8 @@ class Format:
     deserializer: Deserializer
     suffixes: tuple[str, ...] = ()
     frames: bool = field(default=False, compare=False)
+    #: the Content-Type of its files in S3 (None: guessed from the file name)
+    content_type: str | None = field(default=None, compare=False)
 
 
 _REGISTRY: dict[str, Format] = {}
@@ -46,6 +48,7 @@ def register_format(
     *,
     clobber: bool = False,
     frames: bool = False,
+    content_type: str | None = None,
 ) -> Format:
     """Add a format to the registry.
 
@@ -63,6 +66,9 @@ def register_format(
         Replace an existing format of the same name instead of raising.
     frames
         Whether the format is for DataFrames (used by ``load_dataframe``).
+    content_type
+        The Content-Type its files get in S3; default: guessed from the file
+        name, else ``application/octet-stream``.
 
     Returns
     -------
@@ -78,7 +84,7 @@ def register_format(
         raise ValueError(f"Format {name!r}: serializer and deserializer must be callables.")
     if key in _REGISTRY and not clobber:
         raise ValueError(f"Format {name!r} is already registered; pass clobber=True to replace it.")
-    fmt = Format(key, serializer, deserializer, tuple(s.lower() for s in suffixes), frames)
+    fmt = Format(key, serializer, deserializer, tuple(s.lower() for s in suffixes), frames, content_type)
     _REGISTRY[key] = fmt
     return fmt
 
@@ -182,15 +188,21 @@ def _json_load(filepath: str, **kwargs: Any) -> Any:
         return json.load(fh, **kwargs)
 
 
-register_format("pickle", _pickle_dump, _pickle_load, (".pkl", ".pickle"), frames=True)
-register_format("json", _json_dump, _json_load, (".json",))
+register_format("pickle", _pickle_dump, _pickle_load, (".pkl", ".pickle"), frames=True, content_type="application/octet-stream")
+register_format("json", _json_dump, _json_load, (".json",), content_type="application/json")
 register_format(
     "csv",
     frames.csv_write,
     frames.csv_read,
     (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".csv.zst"),
     frames=True,
+    content_type="text/csv",
 )
-register_format("excel", frames.excel_write, frames.excel_read, (".xlsx", ".xls", ".xlsm"), frames=True)
-register_format("feather", frames.feather_write, frames.feather_read, (".feather", ".ftr"), frames=True)
-register_format("parquet", frames.parquet_write, frames.parquet_read, (".parquet", ".pq"), frames=True)
+register_format(
+    "excel", frames.excel_write, frames.excel_read, (".xlsx", ".xls", ".xlsm"), frames=True,
+    content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+)  # fmt: skip
+register_format(
+    "feather", frames.feather_write, frames.feather_read, (".feather", ".ftr"), frames=True, content_type="application/vnd.apache.arrow.file"
+)
+register_format("parquet", frames.parquet_write, frames.parquet_read, (".parquet", ".pq"), frames=True, content_type="application/vnd.apache.parquet")

@@ -21,6 +21,7 @@ The queue knows nothing of S3: it calls the ``upload`` function it is given.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -63,12 +64,15 @@ class UploadFuture(Future):
 
     ``done()``, ``result(timeout)`` (raises :class:`~s3bp.errors.UploadError`)
     and ``exception()`` behave as for any :class:`concurrent.futures.Future`.
+    Once done, ``unchanged`` is True when the save held the very bytes S3
+    already had from this machine's last sync, so nothing was uploaded.
     """
 
     def __init__(self, bucket: str, key: str, path: str):
         super().__init__()
         self.bucket, self.key, self.path = bucket, key, path
         self.entry_id: str | None = None  #: the journal entry this save made (None: not journaled by this call)
+        self.unchanged: bool | None = None  #: set when done: True if no upload was needed (S3 held these bytes already)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -294,6 +298,7 @@ class UploadQueue:
         options: UploadOptions,
         wait: bool,
         placed: Callable[[], object] | None = None,
+        digest: Callable[[int], int | None] | None = None,
     ) -> UploadFuture:
         """Snapshot ``source`` into the spool, journal the save and queue its upload.
 
@@ -317,9 +322,13 @@ class UploadQueue:
         placed
             Moves the new version into place, after the snapshot is taken and before the row is
             written; if it raises, nothing is journaled.
+        digest
+            ``digest(size)``: the part size to compute the snapshot's ETag in while it is copied (0: one MD5;
+            None: none), journaled so that an upload of bytes S3 already holds can be skipped.
         """
         with self._path_locks.hold(path):
-            entry = self._journal_one(path, source, options, placed, bucket=bucket, key=key, endpoint=endpoint, profile=profile, region=region)
+            where = {"bucket": bucket, "key": key, "endpoint": endpoint, "profile": profile, "region": region}
+            entry = self._journal_one(path, source, options, placed, digest, **where)
         self._discard_older(entry)  # earlier failed saves of this object are superseded now
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
         fut.entry_id = entry.id
@@ -330,7 +339,10 @@ class UploadQueue:
         """Hold the lock saves of ``path`` take (every process of this state directory), e.g. to settle a conflict."""
         return self._path_locks.hold(path)
 
-    def _journal_one(self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, **where: Any) -> JournalEntry:
+    def _journal_one(
+        self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, digest: Callable[[int], int | None] | None,
+        **where: Any,
+    ) -> JournalEntry:
         """Snapshot, placement, then journal row of one save.
 
         The new version is moved into place before its row is written: a
@@ -349,7 +361,8 @@ class UploadQueue:
             **where,
         )
         try:
-            make_snapshot(source, entry.spool)
+            etag = make_snapshot(source, entry.spool, part_size=digest(st.st_size) if digest is not None else None)
+            entry = dataclasses.replace(entry, etag=etag)
             if placed is not None:
                 placed()
             return self._db.add_entry(entry)
@@ -427,13 +440,15 @@ class UploadQueue:
         """Upload one job and settle everything that waits on it."""
         entry = job.entry
         error: BaseException | None = None
-        completed = False
+        completed = unchanged = False
         try:
             # One upload of an object at a time on this machine, so that a slow older one can never land after a newer one.
             with self._object_locks.hold("\n".join(entry.object_id)):
                 # A recorded upload at least as new means this save is already superseded (or done).
                 if self._db.newest_upload(*entry.object_id) < entry.seq:
-                    if not self._db.complete_upload(self._upload(entry), entry.id):  # drops the journal row too
+                    record = self._upload(entry)
+                    unchanged = bool(getattr(record, "unchanged", False))  # S3 held these bytes already: nothing was sent
+                    if not self._db.complete_upload(record, entry.id):  # drops the journal row too
                         # Cannot happen under the object lock unless two paths share one object: say so.
                         logger.warning("s3bp: a newer upload of s3://%s/%s was recorded while %s was uploading", entry.bucket, entry.key, entry.path)
                     completed = True
@@ -461,6 +476,7 @@ class UploadQueue:
             self._lock.notify_all()
         for fut in job.futures:
             if error is None:
+                fut.unchanged = unchanged
                 fut.set_result(entry.key)
             else:
                 fut.set_exception(_as_upload_error(error, entry))
@@ -570,9 +586,13 @@ class UploadQueue:
         return adopted
 
     def retry(self) -> None:
-        """Adopt orphaned entries and queue every journaled entry of ours not in the queue, held ones included."""
+        """Adopt orphaned entries and queue every journaled entry of ours not in the queue, held ones included.
+
+        An entry still in flight keeps its flag: its worker may have recorded a
+        permanent failure and not yet let go of it, and that failure stands.
+        """
         self._adopt()
-        self._db.release_held(self._owner.token)
+        self._db.release_held(self._owner.token, keep=self._busy_ids())
         self._queue_idle_entries()
 
     def retarget(self, where: Callable[[JournalEntry], dict[str, Any] | None]) -> int:

@@ -177,7 +177,8 @@ class FaultProxy:
     the bytes OLD for NEW in what the upstream answers; ``("truncate", N)`` relays HTTP messages
     but cuts the first GET answer with a body (200 or 206) short by its last N bytes and frames
     it as complete (Content-Length, and Content-Range when present, made to match: no client can
-    tell), counting it in :attr:`cut`; an int answers that HTTP status with an S3
+    tell), counting it in :attr:`cut`; ``("hold", EVENT)`` waits until the :class:`threading.Event`
+    EVENT is set (at most 60 s), then pipes; an int answers that HTTP status with an S3
     error body (503 is ``SlowDown``, 403 ``AccessDenied``, 500
     ``InternalError``). ``off()`` closes the listening socket so connections
     are refused; ``on()`` listens again on the same port.
@@ -288,6 +289,9 @@ class FaultProxy:
                     self._pipe(conn, request=(action[1], action[2]), first=head)
             elif isinstance(action, tuple) and action[0] == "truncate":
                 self._relay(conn, drop=action[1])
+            elif isinstance(action, tuple) and action[0] == "hold":
+                action[1].wait(60)  # generous: the test sets the event as soon as it has done what it must first
+                self._pipe(conn)
             else:
                 if isinstance(action, str) and action.startswith("delay:"):
                     time.sleep(float(action.split(":", 1)[1]))
