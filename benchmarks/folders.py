@@ -2,7 +2,7 @@
 
     python benchmarks/folders.py                            # 1,000 x 10 KB and 20 x 50 MB, 3 rounds
     python benchmarks/folders.py --sets small --rounds 1    # a quick look
-    python benchmarks/folders.py --aws /work/awscli-venv/bin/aws
+    python benchmarks/folders.py --aws ~/.venvs/awscli/bin/aws
 
 Five phases per tool, in this order: first push of a fresh tree into a fresh
 prefix; push again with nothing changed; push after one file changed; pull
@@ -16,7 +16,7 @@ timed rounds.
 
 A missing tool is skipped with a line saying how to install it: rclone from
 the OS (``apt-get install -y rclone``), awscli with pip into its own venv
-(``python -m venv /work/awscli-venv && /work/awscli-venv/bin/pip install
+(``python -m venv ~/.venvs/awscli && ~/.venvs/awscli/bin/pip install
 awscli``), since it pins its own botocore.
 """
 
@@ -114,7 +114,7 @@ class Rclone(Tool):
 
 class Aws(Tool):
     name = "aws s3 sync"
-    install = "python -m venv /work/awscli-venv && /work/awscli-venv/bin/pip install awscli, then --aws /work/awscli-venv/bin/aws"
+    install = "python -m venv ~/.venvs/awscli && ~/.venvs/awscli/bin/pip install awscli, then --aws ~/.venvs/awscli/bin/aws"
     exe = "aws"
 
     def push(self, local: Path) -> list[str]:

@@ -119,3 +119,17 @@ def machine(tmp_path, endpoint):
     yield make
     for m in made:
         m.close()
+
+
+@pytest.fixture
+def versioned(make_bucket, raw):
+    """A fresh bucket with versioning on."""
+    name = make_bucket()
+    raw.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture
+def two(machine, versioned):
+    """Machines a and b with the versioned bucket as their default bucket."""
+    return [machine(name, default_bucket=versioned) for name in ("a", "b")]

@@ -27,20 +27,6 @@ def _apart() -> None:
     time.sleep(1.1)
 
 
-@pytest.fixture
-def versioned(make_bucket, raw):
-    """A fresh bucket with versioning on."""
-    name = make_bucket()
-    raw.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
-
-
-@pytest.fixture
-def two(machine, versioned):
-    """Machines a and b with the versioned bucket as default; each keeps data.pkl in its own root."""
-    return [machine(name, default_bucket=versioned) for name in ("a", "b")]
-
-
 def save_three(m, path, apart=False):
     """Save v1, v2, v3 of ``path`` from machine ``m``; return their version ids, oldest first."""
     for n in (1, 2, 3):

@@ -13,18 +13,6 @@ from s3bp.errors import ConflictError, InvalidArgumentError, InvalidPathError, O
 from ..support import body
 
 
-@pytest.fixture
-def versioned(make_bucket, raw):
-    name = make_bucket()
-    raw.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
-
-
-@pytest.fixture
-def two(machine, versioned):
-    return [machine(name, default_bucket=versioned) for name in ("a", "b")]
-
-
 def save_three(m, path):
     for n in (1, 2, 3):
         m.store.save_object(f"v{n}", path, wait=True)
