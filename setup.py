@@ -13,7 +13,7 @@ DEMO = ["moto[s3]>=5.0", "flask>=2.3", "flask-cors>=4"]
 BENCH = ["waitress>=2.1"]
 POLARS = ["polars>=1.0"]
 NOTEBOOK = ["ipykernel>=6", "nbclient>=0.7", "nbformat>=5", "ipywidgets>=8"]  # the tests run a real notebook kernel
-TEST = PANDAS + EXCEL + POLARS + DEMO + NOTEBOOK + ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3", "hypothesis>=6"]
+TEST = PANDAS + EXCEL + POLARS + DEMO + NOTEBOOK + ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3", "hypothesis>=6", "waitress>=2.1"]
 DOCS = ["sphinx>=7"]
 
 setup(
