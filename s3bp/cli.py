@@ -257,8 +257,6 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if args.target.startswith("s3://"):
         return _ls_url(args)
     target = args.target
-    if target.startswith("s3://"):
-        target = _local_dir_of(target)
     files = api.ls(target)
     if args.json:
         print(json.dumps([_file_json(f) for f in files], indent=2))
@@ -376,18 +374,6 @@ def _bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-def _local_dir_of(url: str) -> str:
-    """The mapped local directory holding the objects under ``s3://bucket/prefix``."""
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    mappings = paths.normalize_mappings(api.get_default_store().settings()["base_dir_to_bucket_map"])
-    found = paths.directory_of(bucket, prefix, mappings)
-    if found is not None:
-        return found
-    raise InvalidPathError(
-        f"No mapped directory holds {url}: map one with `s3bp map DIR {bucket}` (keys start with the directory's name)."
-    )
 
 
 def _rel(path: str, top: str) -> str:
