@@ -307,7 +307,7 @@ def test_cli_versioning_versions_tag_cat_prune_restore(tmp_path, endpoint, bucke
     assert pickle.load(io.BytesIO(capsysbinary.readouterr().out)) == "m1"
     assert main(["prune", str(path), "--keep", "1", "--dry-run", "--bucket", bucket]) == 0
     assert text().splitlines()[-1] == "would delete 1 version(s)"
-    assert main(["prune", str(path), "--older-than", "30", "--bucket", bucket]) == 1  # days? seconds? refused
+    assert main(["prune", str(path), "--older-than", "30", "--bucket", bucket]) == 1  # a bare number: no unit, refused
     assert "give a unit" in capsysbinary.readouterr().err.decode()
     assert main(["prune", str(path), "--older-than", "1d", "--dry-run", "--bucket", bucket]) == 0
     assert text().splitlines()[-1] == "would delete 0 version(s)"
