@@ -20,6 +20,7 @@ from typing import Any
 
 from . import __version__, api, paths
 from .errors import InvalidArgumentError, InvalidPathError, S3bpError
+from .progress import human_bytes
 
 _CONNECTION = ("endpoint_url", "region", "profile")
 
@@ -345,11 +346,11 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     """Show the managed cache, or prune or clear it."""
     if args.action == "info":
         info = api.cache_info()
-        limit = "no limit" if info.max_size is None else _bytes(info.max_size)
+        limit = "no limit" if info.max_size is None else human_bytes(info.max_size)
         age = "no limit" if info.max_age is None else _age(info.max_age)
         oldest = "-" if info.oldest_use is None else f"{_age(time.time() - info.oldest_use)} ago"
         print(f"cache dir:   {info.root}")
-        print(f"size:        {_bytes(info.size)} in {info.files} file(s) ({info.kept} cannot be evicted now)")
+        print(f"size:        {human_bytes(info.size)} in {info.files} file(s) ({info.kept} cannot be evicted now)")
         print(f"limits:      cache_max_size {limit}, cache_max_age {age}")
         print(f"oldest use:  {oldest}")
         return 0
@@ -363,17 +364,9 @@ def _cmd_cache(args: argparse.Namespace) -> int:
             print(f"{verb}: {path}")
         for path, why in report.kept:
             print(f"kept: {path}: {why}")
-    print(f"{verb} {len(report.removed)} file(s), {_bytes(report.freed)}; {len(report.kept)} kept; {_bytes(report.size)} left in {report.root}")
+    freed, left = human_bytes(report.freed), human_bytes(report.size)
+    print(f"{verb} {len(report.removed)} file(s), {freed}; {len(report.kept)} kept; {left} left in {report.root}")
     return 0
-
-
-def _bytes(n: float) -> str:
-    """A byte count for people (powers of 1024)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _rel(path: str, top: str) -> str:

@@ -24,7 +24,7 @@ from . import paths
 from .errors import ConflictError, InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord, md5_of_etag, record_of
 from .localfiles import file_md5, is_temp, local_stat, sidecar
-from .progress import bar
+from .progress import bar, human_bytes
 from .tree import REMOTE_SUFFIX, Action, Ignore, Remote, State, action, classify, key_parts, needs_listing, reserved
 from .tree import RESERVED_PREFIX as TREE_RESERVED_PREFIX
 
@@ -90,7 +90,7 @@ class FolderReport:
         if self.deleted_local or self.deleted_remote:
             parts.append(f"{verb}delete {len(self.deleted_local)} local, {len(self.deleted_remote)} in S3")
         parts += [f"{self.unchanged} unchanged", f"{len(self.skipped)} skipped", f"{len(self.conflicts)} conflicts", f"{len(self.failed)} failed"]
-        line = f"{self.operation} {self.directory}: " + ", ".join(parts) + f" ({_human(self.bytes)})"
+        line = f"{self.operation} {self.directory}: " + ", ".join(parts) + f" ({human_bytes(self.bytes)})"
         return line if self.listed else line + "; S3 not listed (every file had a sync record): `s3bp ls` shows what only S3 has"
 
 
@@ -570,15 +570,6 @@ def _comparer(path: str, remote: Remote | None, seen: list[bool]) -> Callable[[]
         return result
 
     return same
-
-
-def _human(n: float) -> str:
-    """A byte count for people."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # -- listing S3 directly ------------------------------------------------------------

@@ -80,3 +80,12 @@ def _widgets() -> Any:
     except ImportError:
         return None
     return ipywidgets
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for people, in powers of 1024 (``512 B``, ``1.5 MiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
