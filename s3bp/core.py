@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from .folders import FileState, FolderOps, FolderReport, Listed
     from .index import JournalEntry, StateDB
     from .locks import StripedLocks
-    from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
+    from .uploads import Owner, PendingUpload, UploadFuture, UploadOptions, UploadQueue
     from .verifying import VerifyReport
     from .versioning import Version, VersionSpec
 
@@ -104,6 +104,7 @@ class Store:
         self._pid = os.getpid()
         self._adopted = 0
         self._cache_locks: StripedLocks | None = None
+        self._claim: Owner | None = None  # an uploader child's: the claim its parent took for it
 
     # -- settings, resolution, connections -----------------------------------
 
@@ -180,14 +181,32 @@ class Store:
                     if not db.writable:  # before anything is written anywhere
                         raise StateError(db.problem or f"s3bp cannot write its state directory {self.state_dir}.")
                     try:
-                        queue = UploadQueue.open(self.state_dir, db=db, upload=self._upload_entry, max_workers=self.settings()["max_workers"])
+                        queue = UploadQueue.open(
+                            self.state_dir, db=db, upload=self._upload_entry, max_workers=self.settings()["max_workers"],
+                            owner=self._claim, uploader=self._uploader if self._claim is None else None,
+                        )  # fmt: skip
                         self._queue = queue
                         atexit.register(self._at_exit)
                         hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
-                        self._adopted = queue.adopt_orphans()
+                        self._adopted = queue.adopt_orphans() if self._claim is None else 0
                     except OSError as exc:
                         raise disk_error(exc, state_dir=self.state_dir, target=None, doing="", default="state") from exc
         return db, self._queue
+
+    def _uploader(self) -> dict[str, Any] | None:
+        """How to start the child uploader process (see :mod:`s3bp.offload`); None: background saves upload in this
+        process's threads (``upload_process: false``, or a client given to this store, which a child cannot share)."""
+        data = self.settings()
+        if not data["upload_process"] or self._connections.given or os.name != "posix":
+            return None
+        return {"config": self.config.path, "overrides": self.config.overrides, "state_dir": self.state_dir, "workers": data["max_workers"]}
+
+    def serve_claim(self, owner: Owner, workers: int) -> UploadQueue:
+        """In a child uploader process: this store's upload queue, holding the claim ``owner`` its parent took for it."""
+        self._claim = owner
+        queue = self._state()[1]
+        queue.resize(workers)
+        return queue
 
     # -- saving --------------------------------------------------------------
 

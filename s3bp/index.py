@@ -747,6 +747,17 @@ class StateDB:
         return self._write("UPDATE journal SET owner = ?, pid = ? WHERE owner = ?", (new_owner, pid, old_owner))
 
     @_guarded
+    def reown(self, entry_id: str, old_owner: str, new_owner: str, pid: int) -> bool:
+        """Move one entry of ``old_owner`` to ``new_owner``, the process ``pid``; False when it is not ``old_owner``'s (any more)."""
+        return self._write("UPDATE journal SET owner = ?, pid = ? WHERE id = ? AND owner = ?", (new_owner, pid, entry_id, old_owner)) > 0
+
+    @_guarded
+    def entry(self, entry_id: str) -> JournalEntry | None:
+        """The journal entry ``entry_id``, or None when it is gone (uploaded, superseded or dropped)."""
+        rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE id = ?", (entry_id,))
+        return JournalEntry(*rows[0]) if rows else None
+
+    @_guarded
     def record(self, path: str) -> SyncRecord | None:
         """The record of ``path``, if any."""
         rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path = ?", (path,))

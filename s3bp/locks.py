@@ -81,6 +81,22 @@ class FileLock:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    @classmethod
+    def holding(cls, path: str | os.PathLike[str], fd: int) -> FileLock:
+        """The lock on ``path`` held through the descriptor ``fd`` (inherited from the process that took it)."""
+        lock = cls(path)
+        lock._fd = fd
+        _held.add(lock)
+        return lock
+
+    def fileno(self) -> int | None:
+        """The descriptor holding the lock, or None."""
+        return self._fd
+
+    def let_go(self) -> None:
+        """Close this descriptor without unlocking: another process holding the same open file keeps the lock."""
+        self._forget()
+
     def release(self) -> None:
         """Give the lock up."""
         if self._fallback is not None:  # pragma: no cover - Windows
