@@ -195,9 +195,12 @@ class Store:
 
     def _uploader(self) -> dict[str, Any] | None:
         """How to start the child uploader process (see :mod:`s3bp.offload`); None: background saves upload in this
-        process's threads (``upload_process: false``, or a client given to this store, which a child cannot share)."""
+        process's threads (``upload_process: false``; a client given to this store, which a child cannot share; or a
+        forked worker's store: its parent adopts what it leaves when it ends with ``os._exit``, as multiprocessing's do)."""
+        from .locks import forked
+
         data = self.settings()
-        if not data["upload_process"] or self._connections.given or os.name != "posix":
+        if not data["upload_process"] or self._connections.given or os.name != "posix" or forked():
             return None
         return {"config": self.config.path, "overrides": self.config.overrides, "state_dir": self.state_dir, "workers": data["max_workers"]}
 

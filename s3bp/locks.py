@@ -26,8 +26,18 @@ except ImportError:  # pragma: no cover - Windows
 _held: weakref.WeakSet = weakref.WeakSet()
 
 
+_forked = False
+
+
+def forked() -> bool:
+    """Whether this process is a forked copy of another (started by ``os.fork`` without a new program)."""
+    return _forked
+
+
 def _close_inherited() -> None:
     """In a forked child: close the descriptors of every lock inherited from the parent (the parent keeps its locks)."""
+    global _forked
+    _forked = True
     for lock in list(_held):
         lock._forget()
 

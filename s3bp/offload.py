@@ -194,7 +194,7 @@ class ChildLink:
         self._quiet = True
         for f in (self._in, self._out):
             with contextlib.suppress(OSError, ValueError):
-                os.close(f.fileno())
+                f.close()
 
 
 def spawn(
