@@ -45,7 +45,7 @@ from .localfiles import LOCAL_SUFFIX, Placement, drop_sidecar, local_stat, refus
 from .receiving import download, receive
 from .remote import Connections, Wire
 from .sending import send_entry, snapshot_digest
-from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
+from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec, writes_exclusively
 from .tree import REMOTE_SUFFIX
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class Store:
 
         self._state()  # a save is journaled in the state directory: refused before anything is written when it cannot be
         try:
-            with Placement(res.path) as place:
+            with Placement(res.path, beside=writes_exclusively(write)) as place:
                 try:
                     write(obj, place.tmp)
                 except Exception as exc:  # KeyboardInterrupt and SystemExit pass as they are

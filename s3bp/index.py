@@ -683,13 +683,14 @@ class StateDB:
                 seq = start + 1
             else:
                 seq = row[0]
-            entry = dataclasses.replace(entry, seq=seq)
-            if entry.base_version is None:  # the version this save replaces, as this machine last synced it
+            base_version = entry.base_version
+            if base_version is None:  # the version this save replaces, as this machine last synced it
                 base = conn.execute(
                     "SELECT version_id FROM records WHERE path = ? AND endpoint = ? AND bucket = ? AND key = ?",
                     (entry.path, entry.endpoint, entry.bucket, entry.key),
                 ).fetchone()
-                entry = dataclasses.replace(entry, base_version=base[0] if base else None)
+                base_version = base[0] if base else None
+            entry = dataclasses.replace(entry, seq=seq, base_version=base_version)
             conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
         return entry
 

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("s3bp")
 
+#: The child's CPU priority below its parent's: on a busy machine the process that saves gets the CPU first,
+#: and the uploads use what it leaves (measured: a lower p99 caller latency and no slower delivery).
+NICE = 10
 #: How long a save waits for a child whose stdin is full before giving up on it (seconds).
 SEND_WAIT = 10.0
 
@@ -268,7 +271,7 @@ def serve(*, config: str, overrides: Mapping[str, Any], state_dir: str, token: s
 
     owner = Owner.inherited(Path(state_dir) / "owners", token, fd)
     with contextlib.suppress(OSError, AttributeError):
-        os.nice(int(os.environ.get("S3BP_CHILD_NICE", "0")))
+        os.nice(NICE)  # the saving process comes first for the CPU
     store = Store(config=ConfigFile(config, overrides), state_dir=state_dir)
     out = threading.Lock()
 

@@ -367,8 +367,8 @@ class UploadQueue:
             where = {"bucket": bucket, "key": key, "endpoint": endpoint, "profile": profile, "region": region}
             owner = (child.token, child.pid) if child is not None else None
             entry = self._journal_one(path, source, options, placed, digest, owner=owner, **where)
-        # earlier failed saves of this object (ours, whoever uploads this one) are superseded now
-        self._discard_older(entry if child is None else dataclasses.replace(entry, owner=self._owner.token))
+        if self._idle:  # earlier failed saves of this object (ours, whoever uploads this one) are superseded now
+            self._discard_older(entry if child is None else dataclasses.replace(entry, owner=self._owner.token))
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
         fut.entry_id = entry.id
         if child is not None:

@@ -149,12 +149,12 @@ def test_per_key_order_with_the_child(tmp_path, bucket, raw, proxy):
 
 def test_two_processes_saving_the_same_key(tmp_path, bucket, raw):
     path = tmp_path / "shared.pkl"
-    code = """
+    code = f"""
         import sys, s3bp
         for i in range(15):
-            s3bp.save_object((sys.argv[1], i), {path!r}, {bucket!r})
+            s3bp.save_object((sys.argv[1], i), {str(path)!r}, {bucket!r})
         s3bp.flush()
-    """.format(path=str(path), bucket=bucket)
+    """
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), name], stderr=subprocess.PIPE, text=True) for name in "ab"]
     for p in procs:
         _, err = p.communicate(timeout=120)
