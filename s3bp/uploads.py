@@ -515,8 +515,9 @@ class UploadQueue:
 
     def _child_lost(self, child: ChildLink, waiting: dict[str, tuple[UploadFuture, bool]]) -> None:
         """The child ended with ``waiting`` unsettled: take its entries back and upload them in this process's threads."""
-        if waiting:
-            logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
+        if not waiting:  # it ended with nothing to do (closed, or between saves): a later save starts another
+            return
+        logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
         try:
             self._adopt()
         except S3bpError:
