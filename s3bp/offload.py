@@ -93,6 +93,8 @@ class ChildLink:
         self._in, self._out = proc.stdin, proc.stdout
         os.set_blocking(self._in.fileno(), False)
         self.alive = True
+        self.ready = False  #: whether the child has started serving (it says so once its queue and client are up)
+        self.stopped = False  #: whether this process stopped it on purpose (see :meth:`stop`)
         self._quiet = False  # closed on purpose with entries left to the child: its end is no loss
         _links.add(self)
         threading.Thread(target=self._read, name="s3bp-uploader-link", daemon=True).start()
@@ -157,6 +159,9 @@ class ChildLink:
     def _answer(self, line: bytes) -> None:
         """Settle the future one answer is about."""
         kind, _, rest = line.partition(b" ")
+        if kind == b"ready":
+            self.ready = True
+            return
         entry_id, _, detail = rest.decode("ascii", "replace").partition(" ")
         with self._cond:
             got = self._waiting.get(entry_id)
@@ -178,12 +183,22 @@ class ChildLink:
         """The child's stdout ended: it exited. Hand what it left unsettled to ``on_lost``."""
         with self._cond:
             self.alive = False
-            waiting, self._waiting = self._waiting, {}
-            self._cond.notify_all()
+            waiting = dict(self._waiting)
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
-        if not self._quiet:
-            self._on_lost(self, waiting)
+        try:
+            if not self._quiet:
+                self._on_lost(self, waiting)
+        finally:  # still counted as pending until they are queued again: a waiter never sees a gap
+            with self._cond:
+                self._waiting.clear()
+                self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Kill the child (e.g. one still starting when this process would rather upload itself): its entries come back."""
+        self.stopped = True
+        with contextlib.suppress(OSError):
+            self.proc.kill()
 
     def close(self, *, leave: bool = False) -> None:
         """Close the child's stdin: it finishes its entries and exits. ``leave``: what it has left is no longer waited for here."""
@@ -283,6 +298,9 @@ def serve(*, config: str, overrides: Mapping[str, Any], state_dir: str, token: s
 
     try:
         queue = store.serve_claim(owner, workers)
+        store.client()  # connected before the first upload
+        with out, contextlib.suppress(OSError):
+            os.write(1, b"ready\n")
         for raw in sys.stdin.buffer:
             kind, _, arg = raw.strip().partition(b" ")
             if kind == b"save":

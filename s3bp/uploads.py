@@ -517,7 +517,8 @@ class UploadQueue:
         """The child ended with ``waiting`` unsettled: take its entries back and upload them in this process's threads."""
         if not waiting:  # it ended with nothing to do (closed, or between saves): a later save starts another
             return
-        logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
+        if not child.stopped:
+            logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
         try:
             self._adopt()
         except S3bpError:
@@ -832,6 +833,10 @@ class UploadQueue:
         if self._closed:
             return
         self._closed = True
+        child = self._child
+        if handoff is None and child is not None and child.alive and not child.ready:
+            # About to wait, and the child is still starting (a short script's only save, say): upload here instead.
+            child.stop()
         if at_exit:
             self._exiting = True
             if not self.wait(grace):
