@@ -483,14 +483,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main()
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser of the ``s3bp`` command; with ``command``, only that subcommand's (the others are not built)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``s3bp`` command; with ``only``, only that subcommand's (the others are not built)."""
     parser = argparse.ArgumentParser(prog="s3bp", description="Save and load Python objects to S3, cached on disk.")
     parser.add_argument("--version", action="version", version=f"s3bp {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    if command is not None:
-        sub = _Only(sub, command)  # type: ignore[assignment]
+    if only is not None:
+        sub = _Only(sub, only)  # type: ignore[assignment]
 
     p = sub.add_parser("config", help="show the effective config, its file and the state dir; get, set or unset a setting")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")

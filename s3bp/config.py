@@ -65,6 +65,16 @@ def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "s3bp"
 
 
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """``$S3BP_CACHE_DIR``, else ``$XDG_CACHE_HOME/s3bp``, else ``~/.cache/s3bp``."""
+    env = os.environ if environ is None else environ
+    if env.get("S3BP_CACHE_DIR"):
+        return Path(env["S3BP_CACHE_DIR"]).expanduser()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "s3bp"
+    return Path("~/.cache/s3bp").expanduser()
+
+
 def _home(environ: Mapping[str, str]) -> str:
     """The home directory as ``environ`` sees it."""
     return environ.get("HOME") or os.path.expanduser("~")

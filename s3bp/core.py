@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config as _config
-from . import paths, remote, versioning
-from .cache import Cache, cache_root, endpoint_id
+from . import paths
 from .errors import (
     EndpointError,
     InvalidArgumentError,
@@ -39,24 +38,21 @@ from .errors import (
     SerializationError,
     StateError,
 )
-from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
-from .labels import format_of, label
-from .localfiles import LOCAL_SUFFIX, Placement, drop_sidecar, local_stat, refuse_directory, set_aside, sidecar
-from .receiving import download, receive
-from .remote import Connections, Wire
-from .sending import send_entry, snapshot_digest
-from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
-from .tree import REMOTE_SUFFIX
 
+# The modules that save, load and transfer are imported where they are first needed: a command that only reads the
+# config or the state database (``s3bp where``, ``status``, ``config``) imports none of them.
 if TYPE_CHECKING:
     import datetime
     from contextlib import AbstractContextManager
 
-    from .cache import CacheInfo, PruneReport
+    from .cache import Cache, CacheInfo, PruneReport
     from .describing import ObjectInfo
     from .folders import FileState, FolderOps, FolderReport, Listed
+    from .freshness import SyncRecord
     from .index import JournalEntry, StateDB
     from .locks import StripedLocks
+    from .remote import Connections, Wire
+    from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
     from .verifying import VerifyReport
     from .versioning import Version, VersionSpec
@@ -94,9 +90,10 @@ class Store:
         self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
         # absolute now: a relative directory must not move with a later os.chdir (a notebook's)
         self.state_dir = Path(os.path.abspath(state_dir if state_dir is not None else _config.state_dir()))
-        self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else cache_root()))
+        self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else _config.cache_root()))
         self._lock = threading.RLock()
-        self._connections = Connections(client)
+        self._client = client
+        self._made: Connections | None = None
         self._db: StateDB | None = None
         self._queue: UploadQueue | None = None
         self._seen_settings: dict[str, Any] | None = None
@@ -123,7 +120,11 @@ class Store:
         """Resolve with settings already read (``self._mappings`` belongs to them); a URL to its copy in the managed cache."""
         root = os.path.abspath(self.cache_dir)
         url = filepath if paths.is_url(filepath) else None
-        if url is None and paths.contains(root, paths.normalize(filepath)):  # a URL's copy, named by its path
+        if url is None and not paths.contains(root, paths.normalize(filepath)):
+            return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
+        from .cache import endpoint_id
+
+        if url is None:  # a URL's copy, named by its path
             url = paths.url_of_copy(paths.normalize(filepath), os.path.join(root, endpoint_id(self._wire(data).endpoint)))
         if url is not None:
             if namekey:
@@ -135,6 +136,17 @@ class Store:
     def client(self) -> Any:
         """The boto3 S3 client for the configured profile, region and endpoint."""
         return self._wire(self.settings()).client
+
+    @property
+    def _connections(self) -> Connections:
+        """The S3 connections, made on first use (:mod:`s3bp.remote` is imported then)."""
+        if self._made is None:
+            from .remote import Connections
+
+            with self._lock:
+                if self._made is None:
+                    self._made = Connections(self._client)
+        return self._made
 
     def _wire(self, data: dict[str, Any]) -> Wire:
         """The shared connection for the configured profile, region and endpoint."""
@@ -162,7 +174,7 @@ class Store:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._db = self._queue = None
-        self._connections = self._connections.fresh()
+        self._made = None  # made afresh, with the same given client
         self._adopted = 0
 
     def _state(self) -> tuple[StateDB, UploadQueue]:
@@ -197,6 +209,9 @@ class Store:
         metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Write ``obj`` to ``filepath`` and upload it to S3; see :func:`s3bp.save_object`."""
+        from .labels import format_of, label
+        from .serializers import codec
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         write = codec(serializer, "serializer", res.path)
@@ -206,7 +221,7 @@ class Store:
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
         from .index import disk_error
-        from .localfiles import DISK_ERRNOS
+        from .localfiles import DISK_ERRNOS, Placement
 
         self._state()  # a save is journaled in the state directory: refused before anything is written when it cannot be
         try:
@@ -234,6 +249,8 @@ class Store:
         conflict: str | None = None, extra_args: dict[str, Any] | None = None, metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Upload an existing local file (a copy taken now); see :func:`s3bp.upload_file`."""
+        from .labels import label
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         options = label(self._options(data, conflict, extra_args), data, res.path, metadata=metadata)
@@ -244,6 +261,7 @@ class Store:
 
     def _options(self, data: dict[str, Any], conflict: str | None, extra_args: dict[str, Any] | None) -> UploadOptions:
         """The conflict rule and upload arguments of a save, upload or push (config, then the call's)."""
+        from . import remote
         from .uploads import UploadOptions
 
         return UploadOptions.build(data, conflict, extra_args, allowed=remote.allowed_upload_args, source=str(self.config.path))
@@ -252,6 +270,9 @@ class Store:
         self, data: dict[str, Any], *, path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
+        from . import versioning
+        from .sending import snapshot_digest
+
         versioning.check_writable(path, bucket, key)
         db, queue = self._state()
         wire = self._wire(data)
@@ -268,6 +289,8 @@ class Store:
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
         """Send one journal entry to the endpoint it was saved for (see :func:`s3bp.sending.send_entry`)."""
+        from .sending import send_entry
+
         data = self.settings()
         wire = self._wire(data)
         if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
@@ -282,6 +305,8 @@ class Store:
         version: VersionSpec | None = None,
     ) -> Any:
         """Load an object, from the local file when it is current, else from S3; see :func:`s3bp.load_object`."""
+        from .serializers import codec, deserialize
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = codec(deserializer, "deserializer", res.path)
@@ -297,7 +322,8 @@ class Store:
     ) -> UploadFuture:
         """Write a DataFrame in a registered format and upload it; see :func:`s3bp.save_dataframe`."""
         from .frames import is_polars
-        from .serializers import frame_format
+        from .labels import label
+        from .serializers import frame_codec, frame_format
 
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
@@ -312,6 +338,8 @@ class Store:
         version: VersionSpec | None = None, **reader_kwargs: Any,
     ) -> Any:
         """Load a DataFrame, from the local file when it is current, else from S3; see :func:`s3bp.load_dataframe`."""
+        from .serializers import deserialize, frame_codec
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = frame_codec(res.path, format, reader_kwargs, "deserializer", backend)
@@ -334,6 +362,10 @@ class Store:
 
     def _load(self, data: dict[str, Any], res: paths.Resolution, *, verbose: bool, max_age: float | None, offline: str | None) -> str:
         """Plan the load (:func:`~s3bp.freshness.plan_load`), ask S3 at most once, act on the answer."""
+        from .freshness import Answer, Step, Verdict, after_answer, plan_load
+        from .localfiles import local_stat, refuse_directory
+        from .receiving import receive
+
         offline, max_age = (data["offline"] if offline is None else offline), (data["max_age"] if max_age is None else max_age)
         if offline not in ("warn", "error"):
             raise InvalidArgumentError(f"offline must be 'warn' or 'error', got {offline!r}.")
@@ -387,6 +419,9 @@ class Store:
     def _pinned(self, data: dict[str, Any], res: paths.Resolution, version: VersionSpec, read: Deserializer | None = None) -> Any:
         """Read (with ``read``; else return the path of) the managed cache's copy of one version of the object ``res``
         names, downloaded first if need be, under the cache's lock for it (its use noted); ``res.path`` is not touched."""
+        from . import versioning
+        from .serializers import deserialize
+
         wire = self._wire(data)
         version_id, target = versioning.pinned_target(wire, self._index(), self.cache_dir, res.bucket, res.key, version)
         with self._cache(data).loading(target):
@@ -395,6 +430,8 @@ class Store:
 
     def versions(self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:
         """Every version of the object ``filepath`` maps to, newest first; see :func:`s3bp.versions`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         return versioning.list_versions(self._wire(data), res.bucket, res.key)
@@ -404,6 +441,8 @@ class Store:
         conflict: str | None = None, verbose: bool = False,
     ) -> str:
         """Make a version the latest again (server-side copy), then bring the local file up to date; see :func:`s3bp.restore`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         rule = self._options(data, conflict, None).conflict
@@ -420,12 +459,16 @@ class Store:
         namekey: bool | None = None,
     ) -> str:
         """Name a version (default: the latest); return its id. See :func:`s3bp.tag`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         return versioning.tag(self._wire(data), self._index(), res.bucket, res.key, name, version)
 
     def untag(self, filepath: str | os.PathLike[str], name: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Remove a version's name; see :func:`s3bp.untag`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         versioning.untag(self._wire(data), res.bucket, res.key, name)
@@ -435,6 +478,8 @@ class Store:
         dry_run: bool = True, bucket_name: str | None = None, namekey: bool | None = None,
     ) -> list[Version]:
         """Delete old non-current versions (never the latest or a named one); see :func:`s3bp.prune`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         age = versioning.age_seconds(older_than)
@@ -510,7 +555,11 @@ class Store:
     def _folder_ops(self, pair: tuple[str, str, str] | None = None) -> FolderOps:
         """The operations a folder push, pull, sync or ls may use: the same resolution, journal and downloads as one file's;
         with ``pair`` (local dir, bucket, prefix), for that directory paired with ``s3://bucket/prefix``."""
+        from . import versioning
+        from .cache import endpoint_id
         from .folders import FolderOps, paired
+        from .labels import label
+        from .receiving import download
 
         data = self.settings()
         db, queue = self._state()
@@ -535,7 +584,7 @@ class Store:
         """The configured endpoint's URL, remembered from an earlier client when nothing it depends on changed."""
         from .endpoints import endpoint_for
 
-        if self._connections.given:
+        if self._client is not None:
             return self._wire(data).endpoint
         return endpoint_for(self.state_dir, data, lambda: self._wire(data).endpoint)
 
@@ -555,6 +604,7 @@ class Store:
     ) -> FolderReport:
         """Download what is newer in S3 under a mapped directory (or a directory paired with a URL), or its state at ``as_of``;
         see :func:`s3bp.pull`."""
+        from . import versioning
         from .folders import run
 
         ops, top = self._folder_target(directory, local_dir)
@@ -589,6 +639,7 @@ class Store:
     def info(self, path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
         """What S3 holds for a path (one HEAD) and how the local copy relates to it; see :func:`s3bp.info`."""
         from .describing import describe
+        from .localfiles import local_stat, refuse_directory
 
         data = self.settings()
         res = self._resolve(data, path, bucket_name, namekey)
@@ -612,6 +663,11 @@ class Store:
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""
+        from .labels import label
+        from .localfiles import LOCAL_SUFFIX, drop_sidecar, set_aside, sidecar
+        from .receiving import download
+        from .tree import REMOTE_SUFFIX
+
         if keep not in ("local", "remote"):
             raise InvalidArgumentError(f"keep must be 'local' or 'remote', got {keep!r}.")
         data = self.settings()
@@ -650,6 +706,8 @@ class Store:
 
     def _cache(self, data: dict[str, Any]) -> Cache:
         """The managed cache, with the path locks saves take and the configured limits."""
+        from .cache import Cache
+
         db = self._index()
         if self._cache_locks is None and db.writable:
             from .locks import StripedLocks
@@ -737,7 +795,8 @@ class Store:
         if queue is not None:
             atexit.unregister(self._at_exit)
             queue.close()
-        self._connections.close()
+        if self._made is not None:
+            self._made.close()
         if self._cache_locks is not None:
             self._cache_locks.close()
             self._cache_locks = None
