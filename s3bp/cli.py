@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import sys
@@ -16,11 +15,14 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, api, paths
 from .errors import InvalidArgumentError, InvalidPathError, S3bpError
 from .progress import human_bytes
+
+if TYPE_CHECKING:
+    import datetime
 
 _CONNECTION = ("endpoint_url", "region", "profile")
 
@@ -133,7 +135,7 @@ def _print_connection(given: dict[str, str | None]) -> None:
 
 def _connection(given: dict[str, Any]) -> list[tuple[str, str | None, str]]:
     """The effective endpoint, region and profile with their sources; a global option's source is the command line."""
-    from .remote import describe_connection
+    from .endpoints import describe_connection
 
     overrides = api.get_default_store().config.overrides
     rows = describe_connection(**given)
@@ -437,6 +439,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     """Delete old versions (never the latest, never a named one)."""
     older = None
     if args.older_than is not None:
+        import datetime
+
         from .config import parse_age
 
         if args.older_than.replace(".", "", 1).isdigit():  # a bare number: days? seconds? too costly to guess when deleting
