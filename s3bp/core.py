@@ -552,9 +552,10 @@ class Store:
         if self._queue is not None:
             self._queue.resize(n)
 
-    def _folder_ops(self, pair: tuple[str, str, str] | None = None) -> FolderOps:
+    def _folder_ops(self, pair: tuple[str, str, str] | None = None, *, reading: bool = False) -> FolderOps:
         """The operations a folder push, pull, sync or ls may use: the same resolution, journal and downloads as one file's;
-        with ``pair`` (local dir, bucket, prefix), for that directory paired with ``s3://bucket/prefix``."""
+        with ``pair`` (local dir, bucket, prefix), for that directory paired with ``s3://bucket/prefix``; ``reading``: for
+        an operation that journals nothing (ls, verify, a listing), which leaves the upload queue closed."""
         from . import versioning
         from .cache import endpoint_id
         from .folders import FolderOps, paired
@@ -562,7 +563,7 @@ class Store:
         from .receiving import download
 
         data = self.settings()
-        db, queue = self._state()
+        db = self._index() if reading else self._state()[0]
         options = self._options(data, None, None)
         wire = functools.cache(lambda: self._wire(data))  # made on the first request: a push that sends none imports no boto3
         endpoint = self._endpoint(data)
@@ -573,7 +574,7 @@ class Store:
             journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
             ),
-            drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
+            drop=lambda fut: self._state()[1].drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
             cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
             list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),
             head=lambda bucket, key: wire().head(bucket, key),
@@ -634,7 +635,7 @@ class Store:
         """The sync state of every file under a mapped directory; see :func:`s3bp.ls`."""
         from .folders import survey
 
-        return survey(self._folder_ops(), directory)[0]
+        return survey(self._folder_ops(reading=True), directory)[0]
 
     def info(self, path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
         """What S3 holds for a path (one HEAD) and how the local copy relates to it; see :func:`s3bp.info`."""
@@ -659,7 +660,7 @@ class Store:
 
         if paths.is_url(directory):  # verify compares local copies with S3: it needs the folder that holds them
             raise InvalidPathError(f"Cannot verify {directory}: give the local directory mapped to it (`s3bp map DIR BUCKET`), not a URL.")
-        return verify(self._folder_ops(), directory, repair=repair)
+        return verify(self._folder_ops(reading=True), directory, repair=repair)
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""
@@ -748,7 +749,7 @@ class Store:
         if not bucket:
             raise InvalidPathError(f"Expected an s3://bucket/prefix URL, got {url!r}.")
         paths.check_bucket_name(bucket)
-        return listing(self._folder_ops(), bucket, prefix)
+        return listing(self._folder_ops(reading=True), bucket, prefix)
 
     # -- configuration ----------------------------------------------------------
 
