@@ -87,9 +87,10 @@ class Store:
         client: Any = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ):
-        self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
         # absolute now: a relative directory must not move with a later os.chdir (a notebook's)
         self.state_dir = Path(os.path.abspath(state_dir if state_dir is not None else _config.state_dir()))
+        memo = self.state_dir / _config.MEMO
+        self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config, memo=memo)
         self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else _config.cache_root()))
         self._lock = threading.RLock()
         self._client = client

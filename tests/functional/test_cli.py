@@ -103,6 +103,17 @@ def test_config_does_not_import_pandas():
     assert res.stdout.strip().endswith("[]")
 
 
+def test_commands_that_only_read_import_only_what_they_need(tmp_path):
+    assert run("map", str(tmp_path / "labels"), "labels-bucket", "--no-check").returncode == 0
+    assert run("status").returncode == 0  # the state directory exists from now on: the config's parse is remembered there
+    assert run("where", str(tmp_path / "labels" / "a.csv")).returncode == 0
+    heavy = ("boto3", "botocore", "s3transfer", "pandas", "yaml", "s3bp.remote", "s3bp.sending", "s3bp.versioning")
+    for args in (["where", str(tmp_path / "labels" / "a.csv")], ["status"], ["config"]):
+        code = f"import sys; from s3bp.cli import main; main({args!r}); print(sorted(m for m in {heavy!r} if m in sys.modules))"
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert res.stdout.strip().splitlines()[-1] == "[]", (args, res.stdout)
+
+
 def test_status_and_flush(tmp_path, endpoint, bucket):
     assert run("status").stdout.strip() == "no pending uploads"
     res = run("flush")
