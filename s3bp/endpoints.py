@@ -15,7 +15,6 @@ when neither the config nor the environment says.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -30,6 +29,8 @@ _KEEP = 32  # fingerprints remembered; the oldest go first
 def fingerprint(settings: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     """A digest of every input of botocore's endpoint choice: the config's connection keys, the ``AWS_*``
     environment, ``HOME`` and the AWS config file's size and modification time."""
+    import hashlib  # here: ``s3bp config`` describes the connection without it
+
     aws_config = environ.get("AWS_CONFIG_FILE") or os.path.join(environ.get("HOME", os.path.expanduser("~")), ".aws", "config")
     try:
         st = os.stat(os.path.expanduser(aws_config))
