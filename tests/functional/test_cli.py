@@ -38,6 +38,34 @@ def test_bad_usage_exits_2():
     assert run("no-such-command").returncode == 2
 
 
+def _parsed(parser, argv):
+    """What ``parser`` makes of ``argv``: its namespace, or its exit code and output (help, usage errors)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            return {k: v for k, v in vars(parser.parse_args(argv)).items() if k != "func"}
+        except SystemExit as exc:
+            return exc.code, out.getvalue(), err.getvalue()
+
+
+def test_a_command_built_alone_parses_and_helps_as_the_whole_parser_does(tmp_path):
+    from s3bp.cli import _command_of, build_parser
+
+    whole = build_parser()
+    commands = list(whole._subparsers._group_actions[0].choices)
+    assert len(commands) > 20 and "status" in commands
+    for name in commands:
+        for argv in ([name, "--help"], [name], [name, "x", "--bogus"], ["--debug", name, "--region", "eu-west-1", "p", "q"]):
+            assert _command_of(argv) == name
+            assert _parsed(build_parser(name), argv) == _parsed(whole, argv), argv
+    assert _command_of(["--endpoint-url", "http://x", "--profile=p", "where", "f"]) == "where"
+    for argv in (["--help"], ["--version"], ["--prof", "p", "status"], ["no-such-command"], []):  # the whole parser for these
+        assert _command_of(argv) is None or _parsed(build_parser(_command_of(argv)), argv) == _parsed(whole, argv)
+
+
 def test_debug_after_the_command(tmp_path, endpoint):
     res = run("where", str(tmp_path / "x"), "--debug")
     assert res.returncode == 1 and "Traceback" in res.stderr
