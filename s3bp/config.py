@@ -443,8 +443,8 @@ def recalled(memo: Path, text: str) -> Any:
 
 
 def remember(memo: Path, text: str, parsed: Any) -> None:
-    """Keep the parse of ``text`` in ``memo`` when JSON gives it back exactly (no dates, no non-string keys); best
-    effort: a state directory that is missing or cannot be written only costs parsing again."""
+    """Keep the parse of ``text`` in ``memo`` when JSON gives it back exactly (no dates, no non-string keys), creating
+    its directory (0700) if need be; best effort: a state directory that cannot be written only costs parsing again."""
     import json
 
     try:
@@ -455,6 +455,7 @@ def remember(memo: Path, text: str, parsed: Any) -> None:
         return
     tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
     try:
+        os.makedirs(memo.parent, mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(encoded)

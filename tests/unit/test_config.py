@@ -62,11 +62,10 @@ def test_invalid_yaml_is_reported_and_never_overwritten(tmp_path):
 
 
 def test_a_memo_gives_the_parse_of_the_same_text_without_yaml(tmp_path, monkeypatch):
-    path, memo = tmp_path / "config.yml", tmp_path / "state" / "config.json"
-    memo.parent.mkdir()
+    path, memo = tmp_path / "config.yml", tmp_path / "state" / "config.json"  # the state directory is made if missing
     path.write_text("default_bucket: first\nmax_age: 2.5\nbase_dir_to_bucket_map:\n  /data: first\n")
     assert ConfigFile(path, memo=memo).read()["max_age"] == 2.5
-    assert memo.exists() and os.stat(memo).st_mode & 0o777 == 0o600
+    assert memo.exists() and os.stat(memo).st_mode & 0o777 == 0o600 and os.stat(memo.parent).st_mode & 0o777 == 0o700
 
     def no_yaml(text):
         raise AssertionError("parsed again")
