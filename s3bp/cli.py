@@ -600,7 +600,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 class _Only:
     """Subcommands as ``add_subparsers`` gives them, where only ``name`` is built: a command runs without building the
-    other thirty parsers (``s3bp --help`` and an unknown command get the whole parser, see :func:`main`)."""
+    other thirty parsers (``s3bp --help``, an abbreviated option and an unknown command get the whole parser)."""
 
     def __init__(self, sub: argparse._SubParsersAction, name: str):
         self._sub, self._name = sub, name
@@ -608,6 +608,9 @@ class _Only:
 
     def add_parser(self, name: str, **kwargs: Any) -> Any:
         return self._sub.add_parser(name, **kwargs) if name == self._name else _Unbuilt()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
 
 
 class _Unbuilt:
