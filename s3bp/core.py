@@ -664,7 +664,7 @@ class Store:
 
         if paths.is_url(directory):  # verify compares local copies with S3: it needs the folder that holds them
             raise InvalidPathError(f"Cannot verify {directory}: give the local directory mapped to it (`s3bp map DIR BUCKET`), not a URL.")
-        return verify(self._folder_ops(reading=True), directory, repair=repair)
+        return verify(self._folder_ops(reading=not repair), directory, repair=repair)
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""
