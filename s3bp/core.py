@@ -125,12 +125,12 @@ class Store:
             return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
         from .cache import endpoint_id
 
+        endpoint = self._endpoint(data)  # remembered: resolving a URL needs no client
         if url is None:  # a URL's copy, named by its path
-            url = paths.url_of_copy(paths.normalize(filepath), os.path.join(root, endpoint_id(self._wire(data).endpoint)))
+            url = paths.url_of_copy(paths.normalize(filepath), os.path.join(root, endpoint_id(endpoint)))
         if url is not None:
             if namekey:
                 raise InvalidArgumentError(f"namekey=True cannot be used with {url!r}: a URL names its key itself.")
-            endpoint = self._wire(data).endpoint
             return paths.resolve_url(url, os.path.join(root, endpoint_id(endpoint)), endpoint, bucket=bucket_name)
         return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
 
