@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("s3bp")
 
-#: The child's CPU priority below its parent's: on a busy machine the process that saves gets the CPU first,
-#: and the uploads use what it leaves (measured: a lower p99 caller latency and no slower delivery).
-NICE = 10
 #: How long a save waits for a child whose stdin is full before giving up on it (seconds).
 SEND_WAIT = 10.0
 
@@ -88,6 +85,7 @@ class ChildLink:
         self.proc, self.pid, self.token = proc, proc.pid, token
         self._cond, self._on_failed, self._on_lost = cond, on_failed, on_lost
         self._waiting: dict[str, tuple[UploadFuture, bool]] = {}
+        self._returning: set[str] = set()  # taken back after the child ended, not queued again yet
         self._send_lock = threading.Lock()
         assert proc.stdin is not None and proc.stdout is not None
         self._in, self._out = proc.stdin, proc.stdout
@@ -101,11 +99,11 @@ class ChildLink:
 
     def pending(self) -> int:
         """How many entries the child has not settled yet (call with the condition held)."""
-        return len(self._waiting)
+        return len(self._waiting) + len(self._returning)
 
     def waiting_ids(self) -> set[str]:
         """The ids of the entries the child has not settled yet (call with the condition held)."""
-        return set(self._waiting)
+        return set(self._waiting) | self._returning
 
     def submit(self, entry_id: str, fut: UploadFuture, report: bool) -> bool:
         """Hand the journaled entry ``entry_id`` to the child; False when the child is gone (the entry is still its)."""
@@ -183,15 +181,16 @@ class ChildLink:
         """The child's stdout ended: it exited. Hand what it left unsettled to ``on_lost``."""
         with self._cond:
             self.alive = False
-            waiting = dict(self._waiting)
+            waiting, self._waiting = self._waiting, {}
+            self._returning = set(waiting)  # still counted as pending until queued again: a waiter never sees a gap
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
         try:
             if not self._quiet:
                 self._on_lost(self, waiting)
-        finally:  # still counted as pending until they are queued again: a waiter never sees a gap
+        finally:
             with self._cond:
-                self._waiting.clear()
+                self._returning = set()
                 self._cond.notify_all()
 
     def stop(self) -> None:
@@ -285,8 +284,6 @@ def serve(*, config: str, overrides: Mapping[str, Any], state_dir: str, token: s
     from .uploads import Owner
 
     owner = Owner.inherited(Path(state_dir) / "owners", token, fd)
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(NICE)  # the saving process comes first for the CPU
     store = Store(config=ConfigFile(config, overrides), state_dir=state_dir)
     out = threading.Lock()
 

@@ -202,14 +202,6 @@ class Owner:
         owner._lock = FileLock.holding(owners_dir / f"{token}.lock", fd)
         return owner
 
-    def lock_fd(self) -> int | None:
-        """The descriptor holding the claim (to pass to a child process that takes it over)."""
-        return self._lock.fileno()
-
-    def let_go(self) -> None:
-        """Close this process's hold on the claim, leaving it to the child process that holds the same lock file."""
-        self._lock.let_go()
-
     def release(self, remove: bool) -> None:
         """Give up the claim; delete the lock file when no entries remain."""
         if remove:
@@ -280,6 +272,7 @@ class UploadQueue:
         self._uploader_args, self._children = uploader, 0
         self._idle = False  # whether entries of ours may sit in the journal unqueued (failed, adopted): else none to supersede
         self._child: ChildLink | None = None
+        self._links: list[ChildLink] = []  # every child started, while it has entries unsettled
         self._child_lock = threading.Lock()
 
     @classmethod
@@ -493,6 +486,9 @@ class UploadQueue:
 
             self._children += 1
             self._child = spawn(owners_dir=self._owner.dir, cond=self._lock, on_failed=self._child_failed, on_lost=self._child_lost, **args)
+            if self._child is not None:
+                with self._lock:
+                    self._links = [link for link in self._links if link.pending()] + [self._child]
             return self._child
 
     def _child_failed(self, child: ChildLink, entry_id: str, fut: UploadFuture, report: bool, error: BaseException) -> None:
@@ -648,14 +644,14 @@ class UploadQueue:
             return self._active + self._child_pending()
 
     def _child_pending(self) -> int:
-        """How many entries the child uploader has not settled (call with the lock held)."""
-        return self._child.pending() if self._child is not None else 0
+        """How many entries the child uploaders have not settled (call with the lock held)."""
+        return sum(link.pending() for link in self._links)
 
     def _busy_ids(self) -> set[str]:
         """The ids of entries queued or in flight in this process or its child uploader."""
         with self._lock:
             ids = {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
-            return ids | (self._child.waiting_ids() if self._child is not None else set())
+            return ids.union(*(link.waiting_ids() for link in self._links))
 
     def _queue_idle_entries(self, held: bool = True) -> None:
         """Queue every journaled entry of ours that is not queued or in flight, newest first.
