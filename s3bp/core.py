@@ -200,7 +200,8 @@ class Store:
                         )  # fmt: skip
                         self._queue = queue
                         atexit.register(self._at_exit)
-                        hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
+                        # the child uploader (if any) outlives a SIGTERM on its own: only this process's threads need a hand-off
+                        hand_over_on_sigterm(lambda: bool(queue.active_here()), self.config.path, self.state_dir)
                         self._adopted = queue.adopt_orphans() if self._claim is None else 0
                     except OSError as exc:
                         raise disk_error(exc, state_dir=self.state_dir, target=None, doing="", default="state") from exc

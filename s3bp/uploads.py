@@ -643,6 +643,11 @@ class UploadQueue:
         with self._lock:
             return self._active + self._child_pending()
 
+    def active_here(self) -> int:
+        """How many uploads this process's own threads have queued or in flight (not the child uploader's)."""
+        with self._lock:
+            return self._active
+
     def _child_pending(self) -> int:
         """How many entries the child uploaders have not settled (call with the lock held)."""
         return sum(link.pending() for link in self._links)
