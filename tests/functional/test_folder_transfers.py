@@ -157,3 +157,16 @@ def test_a_changed_medium_file_is_pushed_with_one_conditional_put(machines, raw,
     report = laptop.store.push(laptop.dir)
     assert report.conflicts == [str(laptop.dir / "blob.bin")]
     assert raw.get_object(Bucket=bucket, Key="project/blob.bin")["Body"].read() == theirs
+
+
+def test_a_medium_object_streamed_in_two_gets_shows_its_progress_when_asked(raw, bucket, tmp_path, capsys):
+    from s3bp.remote import Wire
+
+    data = os.urandom(9 * MIB)
+    raw.put_object(Bucket=bucket, Key="blob.bin", Body=data)
+    wire = Wire(raw)
+    first = wire.get(bucket, "blob.bin")
+    assert first.ranged and first.size == len(data)
+    assert wire.fetch(first, bucket, "blob.bin", str(tmp_path / "out.bin"), progress=True) == 0  # an MD5 ETag
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert "100%" in capsys.readouterr().err
