@@ -170,3 +170,18 @@ def test_a_medium_object_streamed_in_two_gets_shows_its_progress_when_asked(raw,
     assert wire.fetch(first, bucket, "blob.bin", str(tmp_path / "out.bin"), progress=True) == 0  # an MD5 ETag
     assert (tmp_path / "out.bin").read_bytes() == data
     assert "100%" in capsys.readouterr().err
+
+
+def test_a_multipart_object_of_one_part_is_checked_as_it_streams(machines, raw, bucket):
+    _, server = machines
+    data = os.urandom(100_000)
+    upload = raw.create_multipart_upload(Bucket=bucket, Key="project/one.bin")["UploadId"]
+    part = raw.upload_part(Bucket=bucket, Key="project/one.bin", UploadId=upload, PartNumber=1, Body=data)
+    raw.complete_multipart_upload(
+        Bucket=bucket, Key="project/one.bin", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    )
+    etag = raw.head_object(Bucket=bucket, Key="project/one.bin")["ETag"]
+    assert etag.endswith('-1"')
+    assert server.store.pull(server.dir).ok and (server.dir / "one.bin").read_bytes() == data
+    assert server.log.operations.count("GetObject") == 1 and "HeadObject" not in server.log.operations
+    assert (record(server, "one.bin").etag, record(server, "one.bin").part_size) == (etag, len(data))
