@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import paths
+from .config import cache_root  # noqa: F401 - defined beside the config and state directories
 from .errors import InvalidPathError, S3bpError
 from .freshness import LocalStat, SyncRecord
 from .localfiles import from_stat, local_stat, sweep
@@ -45,16 +46,6 @@ logger = logging.getLogger("s3bp")
 VERSIONS_DIR = ".versions"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """``$S3BP_CACHE_DIR``, else ``$XDG_CACHE_HOME/s3bp``, else ``~/.cache/s3bp``."""
-    env = os.environ if environ is None else environ
-    if env.get("S3BP_CACHE_DIR"):
-        return Path(env["S3BP_CACHE_DIR"]).expanduser()
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]).expanduser() / "s3bp"
-    return Path("~/.cache/s3bp").expanduser()
 
 
 def endpoint_id(endpoint: str) -> str:

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, api, paths
 from .errors import InvalidArgumentError, InvalidPathError, S3bpError
 from .progress import human_bytes
+
+if TYPE_CHECKING:
+    import datetime
 
 _CONNECTION = ("endpoint_url", "region", "profile")
 
@@ -133,7 +135,7 @@ def _print_connection(given: dict[str, str | None]) -> None:
 
 def _connection(given: dict[str, Any]) -> list[tuple[str, str | None, str]]:
     """The effective endpoint, region and profile with their sources; a global option's source is the command line."""
-    from .remote import describe_connection
+    from .endpoints import describe_connection
 
     overrides = api.get_default_store().config.overrides
     rows = describe_connection(**given)
@@ -437,6 +439,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     """Delete old versions (never the latest, never a named one)."""
     older = None
     if args.older_than is not None:
+        import datetime
+
         from .config import parse_age
 
         if args.older_than.replace(".", "", 1).isdigit():  # a bare number: days? seconds? too costly to guess when deleting
@@ -483,12 +487,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``s3bp`` command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``s3bp`` command; with ``only``, only that subcommand's (the others are not built)."""
     parser = argparse.ArgumentParser(prog="s3bp", description="Save and load Python objects to S3, cached on disk.")
     parser.add_argument("--version", action="version", version=f"s3bp {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if only is not None:
+        sub = _Only(sub, only)  # type: ignore[assignment]
 
     p = sub.add_parser("config", help="show the effective config, its file and the state dir; get, set or unset a setting")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
@@ -587,7 +593,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_options(parser, default=None)
     for command in sub.choices.values():  # before or after the command, as `aws` takes them
         _add_connection_options(command, default=argparse.SUPPRESS)
+    if not sub.choices:  # an unknown command: the whole parser names the known ones
+        return build_parser()
     return parser
+
+
+class _Only:
+    """Subcommands as ``add_subparsers`` gives them, where only ``name`` is built: a command runs without building the
+    other thirty parsers (``s3bp --help``, an abbreviated option and an unknown command get the whole parser)."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str):
+        self._sub, self._name = sub, name
+        self.choices = sub.choices
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        return self._sub.add_parser(name, **kwargs) if name == self._name else _Unbuilt()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
+class _Unbuilt:
+    """The parser of a subcommand this run does not need: whatever is added to it is dropped."""
+
+    choices: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., _Unbuilt]:
+        return lambda *args, **kwargs: self
 
 
 def _add_version_commands(sub: argparse._SubParsersAction) -> None:
@@ -653,7 +685,8 @@ def _use_overrides(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``s3bp`` command; return its exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     rc = 0
     shown, warnings.showwarning = warnings.showwarning, _warn_in_one_line
@@ -678,6 +711,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.showwarning = shown
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names when nothing but ``--debug`` and the connection options (spelt out) come before it."""
+    valued = {option for option, _ in _GLOBAL_OPTIONS}
+    tokens = iter(argv)
+    for token in tokens:
+        if token in valued:
+            next(tokens, None)
+        elif token != "--debug" and token.split("=", 1)[0] not in valued:
+            return None if token.startswith("-") else token  # --help, --version, abbreviations: the whole parser
+    return None
 
 
 def _warn_in_one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None, line=None) -> None:

@@ -65,6 +65,16 @@ def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "s3bp"
 
 
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """``$S3BP_CACHE_DIR``, else ``$XDG_CACHE_HOME/s3bp``, else ``~/.cache/s3bp``."""
+    env = os.environ if environ is None else environ
+    if env.get("S3BP_CACHE_DIR"):
+        return Path(env["S3BP_CACHE_DIR"]).expanduser()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "s3bp"
+    return Path("~/.cache/s3bp").expanduser()
+
+
 def _home(environ: Mapping[str, str]) -> str:
     """The home directory as ``environ`` sees it."""
     return environ.get("HOME") or os.path.expanduser("~")
@@ -236,10 +246,19 @@ class ConfigFile:
         Settings that win over the file's for this object's lifetime and are
         never written (the ``s3bp`` command's ``--endpoint-url``, ``--profile``
         and ``--region``); checked like the file's.
+    memo
+        A file (in the state directory) where the parsed text of the config is
+        remembered as JSON, so that a new process reading the same text needs
+        no YAML parser (importing one costs more than a short command's work);
+        None: parse every time.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None, *,
+        memo: str | os.PathLike[str] | None = None,
+    ):  # fmt: skip
         self.path = Path(path) if path is not None else config_path()
+        self._memo = None if memo is None else Path(memo)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._data: dict[str, Any] = validate({}, str(self.path))
@@ -284,19 +303,24 @@ class ConfigFile:
             return self._data
 
     def _load(self) -> dict[str, Any]:
-        """Parse and validate the file."""
-        import yaml
-
+        """Parse and validate the file (taking the parse from the memo file when it holds this very text)."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return validate({}, str(self.path))
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{self.path}: cannot read the config file ({exc}).") from exc
+        known = recalled(self._memo, text) if self._memo is not None else _UNKNOWN
+        if known is not _UNKNOWN:
+            return validate(known, str(self.path))
+        import yaml
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.path}: not valid YAML ({exc}). Fix or remove the file; s3bp will not overwrite it.") from exc
+        if self._memo is not None:
+            remember(self._memo, text, data)
         return validate(data, str(self.path))
 
     def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -397,6 +421,48 @@ class ConfigFile:
             data["base_dir_to_bucket_map"] = mapping
 
         self.update(change)
+
+
+#: The file, in the state directory, where :class:`ConfigFile` remembers the parse of the config's text.
+MEMO = "config.json"
+_UNKNOWN = object()
+
+
+def recalled(memo: Path, text: str) -> Any:
+    """The parse of ``text`` remembered in ``memo``, or ``_UNKNOWN`` (no memo, another text, an unreadable file)."""
+    import json
+
+    try:
+        with open(memo, encoding="utf-8") as fh:
+            known = json.load(fh)
+    except (OSError, ValueError):
+        return _UNKNOWN
+    if isinstance(known, dict) and known.get("text") == text and "parsed" in known:
+        return known["parsed"]
+    return _UNKNOWN
+
+
+def remember(memo: Path, text: str, parsed: Any) -> None:
+    """Keep the parse of ``text`` in ``memo`` when JSON gives it back exactly (no dates, no non-string keys), creating
+    its directory (0700) if need be; best effort: a state directory that cannot be written only costs parsing again."""
+    import json
+
+    try:
+        encoded = json.dumps({"text": text, "parsed": parsed}, allow_nan=False)
+        if json.loads(encoded)["parsed"] != parsed:
+            return
+    except (TypeError, ValueError):
+        return
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+    try:
+        os.makedirs(memo.parent, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(encoded)
+        os.replace(tmp, memo)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _make_private_dir(path: Path) -> None:

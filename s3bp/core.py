@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config as _config
-from . import paths, remote, versioning
-from .cache import Cache, cache_root, endpoint_id
+from . import paths
 from .errors import (
     EndpointError,
     InvalidArgumentError,
@@ -39,24 +38,21 @@ from .errors import (
     SerializationError,
     StateError,
 )
-from .freshness import Answer, Step, SyncRecord, Verdict, after_answer, plan_load
-from .labels import format_of, label
-from .localfiles import LOCAL_SUFFIX, Placement, drop_sidecar, local_stat, refuse_directory, set_aside, sidecar
-from .receiving import download, receive
-from .remote import Connections, Wire
-from .sending import send_entry, snapshot_digest
-from .serializers import Deserializer, Serializer, codec, deserialize, frame_codec
-from .tree import REMOTE_SUFFIX
 
+# The modules that save, load and transfer are imported where they are first needed: a command that only reads the
+# config or the state database (``s3bp where``, ``status``, ``config``) imports none of them.
 if TYPE_CHECKING:
     import datetime
     from contextlib import AbstractContextManager
 
-    from .cache import CacheInfo, PruneReport
+    from .cache import Cache, CacheInfo, PruneReport
     from .describing import ObjectInfo
     from .folders import FileState, FolderOps, FolderReport, Listed
+    from .freshness import SyncRecord
     from .index import JournalEntry, StateDB
     from .locks import StripedLocks
+    from .remote import Connections, Wire
+    from .serializers import Deserializer, Serializer
     from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
     from .verifying import VerifyReport
     from .versioning import Version, VersionSpec
@@ -91,12 +87,14 @@ class Store:
         client: Any = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ):
-        self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config)
         # absolute now: a relative directory must not move with a later os.chdir (a notebook's)
         self.state_dir = Path(os.path.abspath(state_dir if state_dir is not None else _config.state_dir()))
-        self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else cache_root()))
+        memo = self.state_dir / _config.MEMO
+        self.config = config if isinstance(config, _config.ConfigFile) else _config.ConfigFile(config, memo=memo)
+        self.cache_dir = Path(os.path.abspath(cache_dir if cache_dir is not None else _config.cache_root()))
         self._lock = threading.RLock()
-        self._connections = Connections(client)
+        self._client = client
+        self._made: Connections | None = None
         self._db: StateDB | None = None
         self._queue: UploadQueue | None = None
         self._seen_settings: dict[str, Any] | None = None
@@ -123,18 +121,33 @@ class Store:
         """Resolve with settings already read (``self._mappings`` belongs to them); a URL to its copy in the managed cache."""
         root = os.path.abspath(self.cache_dir)
         url = filepath if paths.is_url(filepath) else None
-        if url is None and paths.contains(root, paths.normalize(filepath)):  # a URL's copy, named by its path
-            url = paths.url_of_copy(paths.normalize(filepath), os.path.join(root, endpoint_id(self._wire(data).endpoint)))
+        if url is None and not paths.contains(root, paths.normalize(filepath)):
+            return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
+        from .cache import endpoint_id
+
+        endpoint = self._endpoint(data)  # remembered: resolving a URL needs no client
+        if url is None:  # a URL's copy, named by its path
+            url = paths.url_of_copy(paths.normalize(filepath), os.path.join(root, endpoint_id(endpoint)))
         if url is not None:
             if namekey:
                 raise InvalidArgumentError(f"namekey=True cannot be used with {url!r}: a URL names its key itself.")
-            endpoint = self._wire(data).endpoint
             return paths.resolve_url(url, os.path.join(root, endpoint_id(endpoint)), endpoint, bucket=bucket_name)
         return paths.resolve(filepath, self._mappings, data["default_bucket"], bucket=bucket_name, namekey=bool(namekey))
 
     def client(self) -> Any:
         """The boto3 S3 client for the configured profile, region and endpoint."""
         return self._wire(self.settings()).client
+
+    @property
+    def _connections(self) -> Connections:
+        """The S3 connections, made on first use (:mod:`s3bp.remote` is imported then)."""
+        if self._made is None:
+            from .remote import Connections
+
+            with self._lock:
+                if self._made is None:
+                    self._made = Connections(self._client)
+        return self._made
 
     def _wire(self, data: dict[str, Any]) -> Wire:
         """The shared connection for the configured profile, region and endpoint."""
@@ -162,7 +175,7 @@ class Store:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._db = self._queue = None
-        self._connections = self._connections.fresh()
+        self._made = None  # made afresh, with the same given client
         self._adopted = 0
 
     def _state(self) -> tuple[StateDB, UploadQueue]:
@@ -197,6 +210,9 @@ class Store:
         metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Write ``obj`` to ``filepath`` and upload it to S3; see :func:`s3bp.save_object`."""
+        from .labels import format_of, label
+        from .serializers import codec
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         write = codec(serializer, "serializer", res.path)
@@ -206,7 +222,7 @@ class Store:
     def _save(self, data: dict[str, Any], res: paths.Resolution, obj: Any, write: Serializer, wait: bool, options: UploadOptions) -> UploadFuture:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
         from .index import disk_error
-        from .localfiles import DISK_ERRNOS
+        from .localfiles import DISK_ERRNOS, Placement
 
         self._state()  # a save is journaled in the state directory: refused before anything is written when it cannot be
         try:
@@ -234,6 +250,8 @@ class Store:
         conflict: str | None = None, extra_args: dict[str, Any] | None = None, metadata: dict[str, str] | None = None,
     ) -> UploadFuture:
         """Upload an existing local file (a copy taken now); see :func:`s3bp.upload_file`."""
+        from .labels import label
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         options = label(self._options(data, conflict, extra_args), data, res.path, metadata=metadata)
@@ -244,6 +262,7 @@ class Store:
 
     def _options(self, data: dict[str, Any], conflict: str | None, extra_args: dict[str, Any] | None) -> UploadOptions:
         """The conflict rule and upload arguments of a save, upload or push (config, then the call's)."""
+        from . import remote
         from .uploads import UploadOptions
 
         return UploadOptions.build(data, conflict, extra_args, allowed=remote.allowed_upload_args, source=str(self.config.path))
@@ -252,6 +271,9 @@ class Store:
         self, data: dict[str, Any], *, path: str, bucket: str, key: str, source: str, options: UploadOptions, wait: bool, placed: Any = None
     ) -> UploadFuture:
         """Journal a save of ``path`` whose bytes are in ``source`` now, for the configured endpoint."""
+        from . import versioning
+        from .sending import snapshot_digest
+
         versioning.check_writable(path, bucket, key)
         db, queue = self._state()
         wire = self._wire(data)
@@ -268,6 +290,8 @@ class Store:
 
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
         """Send one journal entry to the endpoint it was saved for (see :func:`s3bp.sending.send_entry`)."""
+        from .sending import send_entry
+
         data = self.settings()
         wire = self._wire(data)
         if wire.endpoint != entry.endpoint:  # saved for another endpoint: send it there
@@ -282,6 +306,8 @@ class Store:
         version: VersionSpec | None = None,
     ) -> Any:
         """Load an object, from the local file when it is current, else from S3; see :func:`s3bp.load_object`."""
+        from .serializers import codec, deserialize
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = codec(deserializer, "deserializer", res.path)
@@ -297,7 +323,8 @@ class Store:
     ) -> UploadFuture:
         """Write a DataFrame in a registered format and upload it; see :func:`s3bp.save_dataframe`."""
         from .frames import is_polars
-        from .serializers import frame_format
+        from .labels import label
+        from .serializers import frame_codec, frame_format
 
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
@@ -312,6 +339,8 @@ class Store:
         version: VersionSpec | None = None, **reader_kwargs: Any,
     ) -> Any:
         """Load a DataFrame, from the local file when it is current, else from S3; see :func:`s3bp.load_dataframe`."""
+        from .serializers import deserialize, frame_codec
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         read = frame_codec(res.path, format, reader_kwargs, "deserializer", backend)
@@ -334,6 +363,10 @@ class Store:
 
     def _load(self, data: dict[str, Any], res: paths.Resolution, *, verbose: bool, max_age: float | None, offline: str | None) -> str:
         """Plan the load (:func:`~s3bp.freshness.plan_load`), ask S3 at most once, act on the answer."""
+        from .freshness import Answer, Step, Verdict, after_answer, plan_load
+        from .localfiles import local_stat, refuse_directory
+        from .receiving import receive
+
         offline, max_age = (data["offline"] if offline is None else offline), (data["max_age"] if max_age is None else max_age)
         if offline not in ("warn", "error"):
             raise InvalidArgumentError(f"offline must be 'warn' or 'error', got {offline!r}.")
@@ -387,6 +420,9 @@ class Store:
     def _pinned(self, data: dict[str, Any], res: paths.Resolution, version: VersionSpec, read: Deserializer | None = None) -> Any:
         """Read (with ``read``; else return the path of) the managed cache's copy of one version of the object ``res``
         names, downloaded first if need be, under the cache's lock for it (its use noted); ``res.path`` is not touched."""
+        from . import versioning
+        from .serializers import deserialize
+
         wire = self._wire(data)
         version_id, target = versioning.pinned_target(wire, self._index(), self.cache_dir, res.bucket, res.key, version)
         with self._cache(data).loading(target):
@@ -395,6 +431,8 @@ class Store:
 
     def versions(self, filepath: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> list[Version]:
         """Every version of the object ``filepath`` maps to, newest first; see :func:`s3bp.versions`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         return versioning.list_versions(self._wire(data), res.bucket, res.key)
@@ -404,6 +442,8 @@ class Store:
         conflict: str | None = None, verbose: bool = False,
     ) -> str:
         """Make a version the latest again (server-side copy), then bring the local file up to date; see :func:`s3bp.restore`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         rule = self._options(data, conflict, None).conflict
@@ -420,12 +460,16 @@ class Store:
         namekey: bool | None = None,
     ) -> str:
         """Name a version (default: the latest); return its id. See :func:`s3bp.tag`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         return versioning.tag(self._wire(data), self._index(), res.bucket, res.key, name, version)
 
     def untag(self, filepath: str | os.PathLike[str], name: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Remove a version's name; see :func:`s3bp.untag`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         versioning.untag(self._wire(data), res.bucket, res.key, name)
@@ -435,6 +479,8 @@ class Store:
         dry_run: bool = True, bucket_name: str | None = None, namekey: bool | None = None,
     ) -> list[Version]:
         """Delete old non-current versions (never the latest or a named one); see :func:`s3bp.prune`."""
+        from . import versioning
+
         data = self.settings()
         res = self._resolve(data, filepath, bucket_name, namekey)
         age = versioning.age_seconds(older_than)
@@ -471,11 +517,14 @@ class Store:
 
     def pending_uploads(self) -> list[PendingUpload]:
         """Every journaled upload and its state; reading takes nothing over (see :func:`s3bp.pending_uploads`)."""
-        from .uploads import describe_journal
-
         if self._queue is not None:
             return self._queue.pending()
-        return describe_journal(self._index(), self.state_dir / "owners")
+        db = self._index()
+        if not db.entries():  # the usual answer, found without importing the queue
+            return []
+        from .uploads import describe_journal
+
+        return describe_journal(db, self.state_dir / "owners")
 
     def forget(self, files: Iterable[str | os.PathLike[str]] = (), *, failed: bool = False) -> int:
         """Drop journaled uploads of ``files`` (or every failed one); the local files stay. See :func:`s3bp.forget`."""
@@ -507,13 +556,18 @@ class Store:
         if self._queue is not None:
             self._queue.resize(n)
 
-    def _folder_ops(self, pair: tuple[str, str, str] | None = None) -> FolderOps:
+    def _folder_ops(self, pair: tuple[str, str, str] | None = None, *, reading: bool = False) -> FolderOps:
         """The operations a folder push, pull, sync or ls may use: the same resolution, journal and downloads as one file's;
-        with ``pair`` (local dir, bucket, prefix), for that directory paired with ``s3://bucket/prefix``."""
+        with ``pair`` (local dir, bucket, prefix), for that directory paired with ``s3://bucket/prefix``; ``reading``: for
+        an operation that journals nothing (ls, verify, a listing), which leaves the upload queue closed."""
+        from . import versioning
+        from .cache import endpoint_id
         from .folders import FolderOps, paired
+        from .labels import label
+        from .receiving import download
 
         data = self.settings()
-        db, queue = self._state()
+        db = self._index() if reading else self._state()[0]
         options = self._options(data, None, None)
         wire = functools.cache(lambda: self._wire(data))  # made on the first request: a push that sends none imports no boto3
         endpoint = self._endpoint(data)
@@ -524,7 +578,7 @@ class Store:
             journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
             ),
-            drop=lambda fut: queue.drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
+            drop=lambda fut: self._state()[1].drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
             cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
             list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),
             head=lambda bucket, key: wire().head(bucket, key),
@@ -535,7 +589,7 @@ class Store:
         """The configured endpoint's URL, remembered from an earlier client when nothing it depends on changed."""
         from .endpoints import endpoint_for
 
-        if self._connections.given:
+        if self._client is not None:
             return self._wire(data).endpoint
         return endpoint_for(self.state_dir, data, lambda: self._wire(data).endpoint)
 
@@ -555,6 +609,7 @@ class Store:
     ) -> FolderReport:
         """Download what is newer in S3 under a mapped directory (or a directory paired with a URL), or its state at ``as_of``;
         see :func:`s3bp.pull`."""
+        from . import versioning
         from .folders import run
 
         ops, top = self._folder_target(directory, local_dir)
@@ -584,11 +639,12 @@ class Store:
         """The sync state of every file under a mapped directory; see :func:`s3bp.ls`."""
         from .folders import survey
 
-        return survey(self._folder_ops(), directory)[0]
+        return survey(self._folder_ops(reading=True), directory)[0]
 
     def info(self, path: str | os.PathLike[str], bucket_name: str | None = None, namekey: bool | None = None) -> ObjectInfo:
         """What S3 holds for a path (one HEAD) and how the local copy relates to it; see :func:`s3bp.info`."""
         from .describing import describe
+        from .localfiles import local_stat, refuse_directory
 
         data = self.settings()
         res = self._resolve(data, path, bucket_name, namekey)
@@ -608,10 +664,15 @@ class Store:
 
         if paths.is_url(directory):  # verify compares local copies with S3: it needs the folder that holds them
             raise InvalidPathError(f"Cannot verify {directory}: give the local directory mapped to it (`s3bp map DIR BUCKET`), not a URL.")
-        return verify(self._folder_ops(), directory, repair=repair)
+        return verify(self._folder_ops(reading=not repair), directory, repair=repair)
 
     def resolve_conflict(self, filepath: str | os.PathLike[str], keep: str, bucket_name: str | None = None, namekey: bool | None = None) -> None:
         """Settle a conflict for one file; see :func:`s3bp.resolve_conflict`."""
+        from .labels import label
+        from .localfiles import LOCAL_SUFFIX, drop_sidecar, set_aside, sidecar
+        from .receiving import download
+        from .tree import REMOTE_SUFFIX
+
         if keep not in ("local", "remote"):
             raise InvalidArgumentError(f"keep must be 'local' or 'remote', got {keep!r}.")
         data = self.settings()
@@ -650,6 +711,8 @@ class Store:
 
     def _cache(self, data: dict[str, Any]) -> Cache:
         """The managed cache, with the path locks saves take and the configured limits."""
+        from .cache import Cache
+
         db = self._index()
         if self._cache_locks is None and db.writable:
             from .locks import StripedLocks
@@ -690,7 +753,7 @@ class Store:
         if not bucket:
             raise InvalidPathError(f"Expected an s3://bucket/prefix URL, got {url!r}.")
         paths.check_bucket_name(bucket)
-        return listing(self._folder_ops(), bucket, prefix)
+        return listing(self._folder_ops(reading=True), bucket, prefix)
 
     # -- configuration ----------------------------------------------------------
 
@@ -737,7 +800,8 @@ class Store:
         if queue is not None:
             atexit.unregister(self._at_exit)
             queue.close()
-        self._connections.close()
+        if self._made is not None:
+            self._made.close()
         if self._cache_locks is not None:
             self._cache_locks.close()
             self._cache_locks = None

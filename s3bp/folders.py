@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from stat import S_ISREG
@@ -142,7 +142,8 @@ def paired(ops: FolderOps, local_dir: str, bucket: str, prefix: str) -> FolderOp
 
 
 def survey(
-    ops: FolderOps, directory: str | os.PathLike[str], as_of: float | None = None, *, listing: bool = True
+    ops: FolderOps, directory: str | os.PathLike[str], as_of: float | None = None, *, listing: bool = True,
+    settled: list[str] | None = None,
 ) -> tuple[list[FileState], list[tuple[str, str]], bool]:
     """Classify every file under a mapped directory, locally and in S3.
 
@@ -159,6 +160,11 @@ def survey(
         False: list S3 only if some local file has no sync record of its object
         (see :func:`s3bp.tree.needs_listing`); the others' S3 side is taken to be
         the recorded version, which a conditional upload then checks.
+    settled
+        With ``listing=False``, when S3 is not listed: the path of every file
+        unchanged since its sync record of the object it maps to, with no save
+        pending, is appended here instead of being returned (a push needs
+        nothing for it).
 
     Returns
     -------
@@ -183,12 +189,21 @@ def survey(
     scope = _Scope(ops)
     # Journal first, then S3, then records: an upload finishing meanwhile is seen as pending or as done, never as neither.
     pending = ops.db.pending_under(top, os.sep)
-    local = _local_side(scope, top)
+    found = _walk(top, scope.skipped)
     if not listing and as_of is None:
-        records = {r.path: r for r in ops.db.records_under(top, os.sep)}
+        rows = ops.db.record_rows_under(top, os.sep)
+        local, quick = _local_side(scope, found, rows, pending)
+        records = {path: SyncRecord(*row) for path, row in rows.items()}  # the rows left: files not settled at a glance
         unrecorded = (p for p, (res, _) in local.items() if p not in pending and record_of(records.get(p), ops.endpoint, res.bucket, res.key) is None)
         if not needs_listing(conditional=ops.conditional, unrecorded=next(unrecorded, None) is not None):
+            if settled is None:
+                _unsettle(scope, quick, local, records)
+            else:
+                settled += [path for _, _, path, _ in quick]
             return _classify_all(scope, local, _as_recorded(scope, local, records), records, pending), scope.skipped, False
+        _unsettle(scope, quick, local, records)
+    else:
+        local, _ = _local_side(scope, found)
     remote = _remote_side(scope, top, base, as_of)
     records = {r.path: r for r in ops.db.records_under(top, os.sep)}
     return _classify_all(scope, local, remote, records, pending), scope.skipped, True
@@ -248,30 +263,90 @@ class _Scope:
             return None
         return paths.Resolution(path, sibling.bucket, key, sibling.base_dir, sibling.reason, sibling.endpoint)
 
+    def glance(self, directory: str) -> tuple[str, str, str, Callable[[str], bool]] | None:
+        """What every plain file of ``directory`` shares once one of them is resolved: (key prefix, bucket, the
+        directory's path relative to its base directory, the base directory's ignore rules); None before that,
+        or when its keys fall under s3bp's reserved prefix."""
+        known = self._dirs.get(directory)
+        if known is None or known[1].base_dir is None or reserved(known[0]):
+            return None
+        prefix, sibling = known
+        return (prefix, sibling.bucket, *self._rules(known[1].base_dir, directory))
+
     def ignored(self, res: paths.Resolution, directory: str | None = None, name: str | None = None) -> bool:
         """Whether the base directory's ignore rules skip this file (in ``directory``, named ``name``, when known)."""
         assert res.base_dir is not None
-        if res.base_dir not in self._ignores:
-            self._ignores[res.base_dir] = Ignore.for_base_dir(res.base_dir)
         if directory is None or name is None:
             directory, name = os.path.split(res.path)
-        rel_dir = self._rel_dirs.get((res.base_dir, directory))
+        rel_dir, ignore = self._rules(res.base_dir, directory)
+        return ignore(rel_dir + name)
+
+    def _rules(self, base_dir: str, directory: str) -> tuple[str, Ignore]:
+        """``directory``'s path relative to ``base_dir`` (``/``-separated, ending in ``/``; empty for the base directory
+        itself) and the base directory's ignore rules, each made once."""
+        if base_dir not in self._ignores:
+            self._ignores[base_dir] = Ignore.for_base_dir(base_dir)
+        rel_dir = self._rel_dirs.get((base_dir, directory))
         if rel_dir is None:
-            rel = os.path.relpath(directory, res.base_dir)
-            rel_dir = self._rel_dirs[(res.base_dir, directory)] = "" if rel == os.curdir else rel.replace(os.sep, "/") + "/"
-        return self._ignores[res.base_dir](rel_dir + name)
+            rel = os.path.relpath(directory, base_dir)
+            rel_dir = self._rel_dirs[(base_dir, directory)] = "" if rel == os.curdir else rel.replace(os.sep, "/") + "/"
+        return rel_dir, self._ignores[base_dir]
 
 
-def _local_side(scope: _Scope, top: str) -> dict[str, tuple[paths.Resolution, LocalStat]]:
-    """Every local file under ``top`` that is not ignored, with its resolution and stat."""
+#: Where a field of :class:`SyncRecord` is in a row of :meth:`~s3bp.index.StateDB.record_rows_under`.
+_ROW = {name: i for i, name in enumerate(SyncRecord.__dataclass_fields__)}
+_R_ENDPOINT, _R_BUCKET, _R_KEY, _R_SIZE, _R_MTIME = (_ROW[n] for n in ("endpoint", "bucket", "key", "size", "mtime_ns"))
+
+#: A file left out of a survey's classification, unchanged since its record: (directory, name, path, its record's row).
+_Quick = tuple[str, str, str, tuple]
+
+
+def _local_side(
+    scope: _Scope, found: list[tuple[str, list[tuple[str, str, int, int]]]], rows: dict[str, tuple] | None = None,
+    pending: Collection[str] = (),
+) -> tuple[dict[str, tuple[paths.Resolution, LocalStat]], list[_Quick]]:
+    """Every local file found that is not ignored, with its resolution and stat.
+
+    With ``rows`` (the records by path, see :meth:`~s3bp.index.StateDB.record_rows_under`), a file whose row is of
+    the object it maps to and whose size and mtime_ns are the row's, with no save pending, is set apart instead (its
+    row taken out of ``rows``): compared per directory, with no object made for it.
+    """
     local = {}
-    for directory, name, path, stat in _walk(top, scope.skipped):
+    quick: list[_Quick] = []
+    endpoint, mappings = scope.ops.endpoint, scope.ops.mappings
+    for directory, entries in found:
+        glance = None
+        for name, path, size, mtime_ns in entries:
+            if glance is None and rows:
+                glance = scope.glance(directory)
+            if glance is not None and rows:
+                prefix, bucket, rel_dir, ignored = glance
+                row = rows.get(path)
+                if (
+                    row is not None and row[_R_SIZE] == size and row[_R_MTIME] == mtime_ns and row[_R_KEY] == prefix + name
+                    and row[_R_BUCKET] == bucket and row[_R_ENDPOINT] == endpoint and path not in pending and path not in mappings
+                    and len(row[_R_KEY]) <= paths.MAX_KEY_BYTES // 4  # a key this short is within S3's limit (4 bytes a character at most)
+                    and not ignored(rel_dir + name)
+                ):  # fmt: skip
+                    quick.append((directory, name, path, rows.pop(path)))
+                    continue
+            res = scope.resolve_in(directory, name, path)
+            if res is not None and reserved(res.key):
+                scope.skipped.append((path, f"its key {res.key} is under s3bp's reserved prefix; not synced"))
+            elif res is not None and not scope.ignored(res, directory, name):
+                local[res.path] = (res, LocalStat(size, mtime_ns))
+    return local, quick
+
+
+def _unsettle(
+    scope: _Scope, quick: list[_Quick], local: dict[str, tuple[paths.Resolution, LocalStat]], records: dict[str, SyncRecord]
+) -> None:
+    """Put the files :func:`_local_side` set apart back among the others, to be classified like them."""
+    for directory, name, path, row in quick:
         res = scope.resolve_in(directory, name, path)
-        if res is not None and reserved(res.key):
-            scope.skipped.append((path, f"its key {res.key} is under s3bp's reserved prefix; not synced"))
-        elif res is not None and not scope.ignored(res, directory, name):
-            local[res.path] = (res, stat)
-    return local
+        assert res is not None  # its directory's key prefix was known when it was set apart
+        local[path] = (res, LocalStat(row[_R_SIZE], row[_R_MTIME]))
+        records[path] = SyncRecord(*row)
 
 
 def _remote_side(scope: _Scope, top: str, base: str, as_of: float | None = None) -> dict[str, tuple[paths.Resolution, Remote]]:
@@ -354,8 +429,9 @@ def run(
     """
     if as_of is not None and operation != "pull":
         raise ValueError(f"as_of is for a pull only, not a {operation}")
-    files, skipped, listed = survey(ops, directory, as_of, listing=operation != "push" or delete)
-    report = FolderReport(operation, paths.normalize(directory), dry_run, skipped=skipped, listed=listed)
+    settled: list[str] = []  # files unchanged since their sync, when S3 is not listed: nothing to do for them
+    files, skipped, listed = survey(ops, directory, as_of, listing=operation != "push" or delete, settled=settled)
+    report = FolderReport(operation, paths.normalize(directory), dry_run, skipped=skipped, listed=listed, unchanged=len(settled))
     todo: dict[Action, list[FileState]] = {}
     for f in files:
         act = action(f.state, operation, delete)
@@ -514,10 +590,12 @@ def _delete_local(db: StateDB, f: FileState) -> None:
     db.delete_record(f.path)
 
 
-def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, LocalStat]]:
-    """(directory, name, path, stat) of every regular file under ``top``; symlinks only when they point inside ``top``'s tree,
-    directory links never. One ``stat`` per file (``os.scandir`` tells links and directories apart without one)."""
+def _walk(top: str, skipped: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str, int, int]]]]:
+    """Every directory under ``top`` with its regular files as (name, path, size, mtime_ns); symlinks only when they
+    point inside ``top``'s tree, directory links never. One ``stat`` per file (``os.scandir`` tells links and
+    directories apart without one)."""
     real_top = os.path.realpath(top)
+    found = []
     todo = [top]
     while todo:
         directory = todo.pop()
@@ -525,6 +603,7 @@ def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, str, 
             entries = list(os.scandir(directory))
         except OSError:
             continue  # unreadable or vanished, as os.walk skips it
+        files = []
         for entry in entries:
             name = entry.name
             try:
@@ -547,7 +626,9 @@ def _walk(top: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, str, 
             except OSError:
                 continue  # vanished, or a dangling link
             if S_ISREG(st.st_mode):
-                yield directory, name, entry.path, LocalStat(st.st_size, st.st_mtime_ns)
+                files.append((name, entry.path, st.st_size, st.st_mtime_ns))
+        found.append((directory, files))
+    return found
 
 
 def _inside(path: str, root: str) -> bool:

@@ -10,7 +10,6 @@ the request, :func:`after_answer` what to do with the answer.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 import sys
@@ -235,6 +234,8 @@ def multipart_etag(chunks: Iterable[bytes], part_size: int | Sequence[int]) -> s
     str
         The ETag, quoted as S3 sends it.
     """
+    import hashlib  # here: OpenSSL's start-up is not for every command that imports this module
+
     lengths = _part_lengths(part_size)
     digests: list[bytes] = []
     part, left, filled = hashlib.md5(usedforsecurity=False), next(lengths), False

@@ -577,6 +577,13 @@ class StateDB:
         return [SyncRecord(*r) for r in rows]
 
     @_guarded
+    def record_rows_under(self, directory: str, sep: str = "/") -> dict[str, tuple]:
+        """The records of every path below ``directory`` as plain rows by path, in the order of
+        :class:`~s3bp.freshness.SyncRecord`'s fields (``SyncRecord(*row)`` makes one): for comparing many files at once."""
+        low, high = _subtree_range(directory, sep)
+        return {r[0]: r for r in self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE path >= ? AND path < ?", (low, high))}
+
+    @_guarded
     def pending_under(self, directory: str, sep: str = "/") -> set[str]:
         """The paths below ``directory`` with a save waiting in the journal."""
         low, high = _subtree_range(directory, sep)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import threading
 import weakref
@@ -139,6 +138,8 @@ class StripedLocks:
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[None]:
         """Hold the lock of ``name`` for the duration of the block."""
+        import hashlib  # here: OpenSSL's start-up is not for every command that imports this module
+
         stripe = int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big") % self._stripes
         path = os.path.join(self._dir, f"{self._prefix}-{stripe:03d}.lock")
         if fcntl is None:  # pragma: no cover - Windows

@@ -252,54 +252,23 @@ class Connections:
             wire.close()
 
 
-def describe_connection(*, profile: str | None, region: str | None, endpoint_url: str | None) -> list[tuple[str, str | None, str]]:
-    """The effective endpoint, region and profile, and where each comes from.
+def configured_region(profile: str | None) -> str | None:
+    """The region botocore's chain gives (``AWS_REGION``, the AWS config file's profile), or None: the default.
 
-    Parameters
-    ----------
-    profile, region, endpoint_url
-        The config file's values (None when unset).
-
-    Returns
-    -------
-    list of (name, value, source)
-        One row each for ``endpoint_url``, ``region`` and ``profile``.
+    Raises
+    ------
+    CredentialsError
+        When the profile does not exist.
     """
-    import os
+    import botocore.session
 
-    rows: list[tuple[str, str | None, str]] = []
+    core = botocore.session.Session()
     if profile:
-        rows.append(("profile", profile, "config file"))
-    elif os.environ.get("AWS_PROFILE"):
-        rows.append(("profile", os.environ["AWS_PROFILE"], "the environment variable AWS_PROFILE"))
-    else:
-        rows.append(("profile", "default", "boto3's default"))
-    if region:
-        rows.insert(0, ("region", region, "config file"))
-    elif os.environ.get("AWS_DEFAULT_REGION"):  # botocore reads it before any config file: no need to import botocore
-        rows.insert(0, ("region", os.environ["AWS_DEFAULT_REGION"], "the environment variable AWS_DEFAULT_REGION"))
-    else:
-        import botocore.session
-
-        core = botocore.session.Session()
-        if profile:
-            core.set_config_variable("profile", profile)
-        try:
-            found = core.get_config_variable("region")
-        except Exception as exc:  # a missing profile
-            raise CredentialsError(f"Cannot read AWS profile {profile!r}: {exc}.") from exc
-        env = next((v for v in ("AWS_REGION", "AWS_DEFAULT_REGION") if os.environ.get(v) == found and found), None)
-        source = f"the environment variable {env}" if env else ("the AWS config file" if found else "boto3's default, us-east-1 for S3")
-        rows.insert(0, ("region", found, source))
-    if endpoint_url:
-        rows.insert(0, ("endpoint_url", endpoint_url, "config file"))
-    else:
-        env = next((v for v in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(v)), None)
-        if env:
-            rows.insert(0, ("endpoint_url", os.environ[env], f"the environment variable {env}"))
-        else:
-            rows.insert(0, ("endpoint_url", None, "boto3's default: AWS S3 for the region"))
-    return rows
+        core.set_config_variable("profile", profile)
+    try:
+        return core.get_config_variable("region")
+    except Exception as exc:  # a missing profile
+        raise CredentialsError(f"Cannot read AWS profile {profile!r}: {exc}.") from exc
 
 
 def allowed_upload_args() -> frozenset[str]:

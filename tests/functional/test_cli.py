@@ -38,6 +38,34 @@ def test_bad_usage_exits_2():
     assert run("no-such-command").returncode == 2
 
 
+def _parsed(parser, argv):
+    """What ``parser`` makes of ``argv``: its namespace, or its exit code and output (help, usage errors)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            return {k: v for k, v in vars(parser.parse_args(argv)).items() if k != "func"}
+        except SystemExit as exc:
+            return exc.code, out.getvalue(), err.getvalue()
+
+
+def test_a_command_built_alone_parses_and_helps_as_the_whole_parser_does(tmp_path):
+    from s3bp.cli import _command_of, build_parser
+
+    whole = build_parser()
+    commands = list(whole._subparsers._group_actions[0].choices)
+    assert len(commands) > 20 and "status" in commands
+    for name in commands:
+        for argv in ([name, "--help"], [name], [name, "x", "--bogus"], ["--debug", name, "--region", "eu-west-1", "p", "q"]):
+            assert _command_of(argv) == name
+            assert _parsed(build_parser(name), argv) == _parsed(whole, argv), argv
+    assert _command_of(["--endpoint-url", "http://x", "--profile=p", "where", "f"]) == "where"
+    for argv in (["--help"], ["--version"], ["--prof", "p", "status"], ["no-such-command"], []):  # the whole parser for these
+        assert _command_of(argv) is None or _parsed(build_parser(_command_of(argv)), argv) == _parsed(whole, argv)
+
+
 def test_debug_after_the_command(tmp_path, endpoint):
     res = run("where", str(tmp_path / "x"), "--debug")
     assert res.returncode == 1 and "Traceback" in res.stderr
@@ -101,6 +129,17 @@ def test_config_does_not_import_pandas():
     code = "import sys; from s3bp.cli import main; main(['config']); print(sorted(m for m in ('pandas', 'pyarrow', 'polars') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip().endswith("[]")
+
+
+def test_commands_that_only_read_import_only_what_they_need(tmp_path):
+    assert run("map", str(tmp_path / "labels"), "labels-bucket", "--no-check").returncode == 0
+    assert run("status").returncode == 0  # the state directory exists from now on: the config's parse is remembered there
+    assert run("where", str(tmp_path / "labels" / "a.csv")).returncode == 0
+    heavy = ("boto3", "botocore", "s3transfer", "pandas", "yaml", "s3bp.remote", "s3bp.sending", "s3bp.versioning")
+    for args in (["where", str(tmp_path / "labels" / "a.csv")], ["status"], ["config"]):
+        code = f"import sys; from s3bp.cli import main; main({args!r}); print(sorted(m for m in {heavy!r} if m in sys.modules))"
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert res.stdout.strip().splitlines()[-1] == "[]", (args, res.stdout)
 
 
 def test_status_and_flush(tmp_path, endpoint, bucket):

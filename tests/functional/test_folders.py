@@ -263,6 +263,29 @@ def test_a_push_of_an_unchanged_folder_sends_no_request(machines):
     assert "S3 not listed" in again.summary()
 
 
+def test_a_push_without_a_listing_tells_unchanged_files_from_the_others(machines, raw, bucket):
+    a, _ = machines
+    for i in range(5):
+        a.write(f"d/f{i}.txt", "same")
+    a.write("d/notes.log", "left out later")
+    a.write("top.txt", "top")
+    a.store.push(a.dir)
+    st = os.stat(a.dir / "d/f1.txt")
+    os.utime(a.dir / "d/f1.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same size, one nanosecond later
+    a.write("d/f3.txt", "SAME")  # same size and, to the second, maybe the same time: other bytes all the same
+    st3 = os.stat(a.dir / "d/f3.txt")
+    os.utime(a.dir / "d/f3.txt", ns=(st3.st_atime_ns, st3.st_mtime_ns + 2))
+    (a.dir / ".s3bpignore").write_text("*.log\n")
+    report = a.store.push(a.dir)
+    assert not report.listed and report.ok
+    assert sorted(report.uploaded) == [str(a.dir / "d/f1.txt"), str(a.dir / "d/f3.txt")]
+    assert report.unchanged == 4  # f0, f2, f4 and top.txt; the ignored file is not counted as pushed
+    assert str(a.dir / "d/notes.log") not in report.uploaded
+    assert body(raw, bucket, "project/d/f3.txt") == b"SAME"
+    again = a.store.push(a.dir)
+    assert again.uploaded == [] and again.unchanged == 6 and not again.listed
+
+
 def test_a_push_without_a_listing_uploads_a_changed_file_with_one_put(machines, raw, bucket):
     a, _ = machines
     a.write("a.txt", "one")

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
+from s3bp.endpoints import describe_connection
 from s3bp.errors import BucketNotFoundError, DownloadError, S3bpError
-from s3bp.remote import PROBE_BYTES, Body, Head, Missing, NotModified, Refused, Stored, Wire, allowed_upload_args, describe_connection
+from s3bp.remote import PROBE_BYTES, Body, Head, Missing, NotModified, Refused, Stored, Wire, allowed_upload_args
 
 from ..support import FaultProxy, body, raw_client
 

@@ -61,6 +61,37 @@ def test_invalid_yaml_is_reported_and_never_overwritten(tmp_path):
     assert path.read_text() == "default_bucket: [unclosed\n"
 
 
+def test_a_memo_gives_the_parse_of_the_same_text_without_yaml(tmp_path, monkeypatch):
+    path, memo = tmp_path / "config.yml", tmp_path / "state" / "config.json"  # the state directory is made if missing
+    path.write_text("default_bucket: first\nmax_age: 2.5\nbase_dir_to_bucket_map:\n  /data: first\n")
+    assert ConfigFile(path, memo=memo).read()["max_age"] == 2.5
+    assert memo.exists() and os.stat(memo).st_mode & 0o777 == 0o600 and os.stat(memo.parent).st_mode & 0o777 == 0o700
+
+    def no_yaml(text):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(yaml, "safe_load", no_yaml)
+    again = ConfigFile(path, memo=memo).read()
+    assert again["default_bucket"] == "first" and again["max_age"] == 2.5 and again["base_dir_to_bucket_map"] == {"/data": "first"}
+    path.write_text("default_bucket: second\n")  # another text: parsed, whatever the memo holds
+    with pytest.raises(AssertionError, match="parsed again"):
+        ConfigFile(path, memo=memo).read()
+
+
+def test_a_memo_keeps_only_what_json_gives_back_exactly(tmp_path):
+    path, memo = tmp_path / "config.yml", tmp_path / "config.json"
+    path.write_text("upload_args:\n  Expires: 2030-01-01 00:00:00\n")  # YAML makes a datetime of it: JSON cannot
+    assert str(ConfigFile(path, memo=memo).read()["upload_args"]["Expires"]) == "2030-01-01 00:00:00"
+    assert not memo.exists()
+    path.write_text("upload_args:\n  Metadata: {1: one}\n")  # a number as a key: JSON would make it a string
+    assert ConfigFile(path, memo=memo).read()["upload_args"] == {"Metadata": {1: "one"}}
+    assert not memo.exists()
+    memo.write_text("{not json")  # damaged: parsed again, and replaced
+    path.write_text("max_workers: 3\n")
+    assert ConfigFile(path, memo=memo).read()["max_workers"] == 3
+    assert ConfigFile(path, memo=memo).read()["max_workers"] == 3 and '"max_workers": 3' in memo.read_text()
+
+
 def _add_mappings(path: str, worker: int, count: int) -> None:
     cfg = ConfigFile(path)
     for i in range(count):
