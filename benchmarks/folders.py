@@ -12,7 +12,9 @@ rclone: ``rclone copy``; aws: ``aws s3 sync``). The tools run interleaved
 (phase by phase, tool after tool) against the same moto-under-waitress
 server; the table gives medians. Request counts per phase come from the
 server's own counter (benchmarks/server.py), in a separate pass after the
-timed rounds.
+timed rounds. The last column is s3bp's own CPU time (user + system of its
+process, median): on a shared machine it moves less than the wall time, and
+every CPU-second s3bp spends is one the server (on the same cores) cannot use.
 
 A missing tool is skipped with a line saying how to install it: rclone from
 the OS (``apt-get install -y rclone``), awscli with pip into its own venv
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,6 +62,7 @@ class Tool:
     """One tool's push and pull commands between a local folder and ``bucket/<folder name>/``."""
 
     name = ""
+    cpu = 0.0  #: the CPU time (user + system) of the last command run
 
     def __init__(self, endpoint: str, bucket: str, env: dict[str, str]):
         self.endpoint, self.bucket, self.env = endpoint, bucket, env
@@ -73,9 +77,13 @@ class Tool:
         """Anything the tool needs before a folder is used (s3bp: the mapping)."""
 
     def run(self, cmd: list[str]) -> float:
+        """Run ``cmd``; its wall time (its CPU time goes to :attr:`cpu`)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         res = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
         seconds = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if res.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr[-2000:]}")
         return seconds
@@ -158,6 +166,8 @@ def one_round(tools: list[Tool], root: Path, master: Path, tag: str, counted: bo
                 counts(tool.endpoint)
             seconds = tool.run(cmd)
             out[(phase, tool.name)] = counts(tool.endpoint) if counted else seconds
+            if not counted:
+                out[(phase, tool.name + " cpu")] = tool.cpu
         if phase.startswith("pull into"):
             for tool in tools:
                 src, dst = dirs[tool.name]
@@ -224,14 +234,15 @@ def main() -> int:
                 clear_bucket(b.raw, b.bucket)
                 shutil.rmtree(master)
                 names = [t.name for t in tools]
-                head = f"\n{files:,} files x {size:,} B\n\n| phase | " + " | ".join(names) + " | s3bp / best other |\n"
-                head += "|---" * (len(names) + 2) + "|\n"
+                head = f"\n{files:,} files x {size:,} B\n\n| phase | " + " | ".join(names) + " | s3bp / best other | s3bp CPU |\n"
+                head += "|---" * (len(names) + 3) + "|\n"
                 rows = []
                 for phase in PHASES:
                     med = {n: statistics.median(times[(phase, n)]) for n in names}
                     others = [med[n] for n in names if n != "s3bp"]
                     ratio = f"{med['s3bp'] / min(others):.2f}x" if others else ""
-                    rows.append(f"| {phase} | " + " | ".join(f"{med[n]:.2f} s" for n in names) + f" | {ratio} |")
+                    cpu = statistics.median(times[(phase, "s3bp cpu")])
+                    rows.append(f"| {phase} | " + " | ".join(f"{med[n]:.2f} s" for n in names) + f" | {ratio} | {cpu:.2f} s |")
                 if requests:
                     rows.append("")
                     rows.append("| requests | " + " | ".join(names) + " |")

@@ -100,10 +100,10 @@ class FolderOps:
 
     ``resolve(path)`` gives a path's :class:`~s3bp.paths.Resolution` as a save
     would; ``list(bucket, prefix)`` the objects under a prefix;
-    ``download(path, bucket, key, target=..., expect=...)`` writes an object to
+    ``download(path, bucket, key, target=..., expect=..., listed=...)`` writes an object to
     ``target`` (default ``path``) and returns the sync record of what it
     wrote, refusing with :class:`ConflictError` when ``path`` no longer
-    matches ``expect``; ``delete(bucket, key)`` deletes one object;
+    matches ``expect`` (``listed``, the object as listed, lets one that is not large come in one GET); ``delete(bucket, key)`` deletes one object;
     ``journal(path, bucket, key, wait)`` queues an upload exactly as a save
     does (same options, same journal); ``list_as_of(bucket, prefix, at)`` the
     version of each object under a prefix that was current at time ``at``
@@ -512,10 +512,10 @@ def _download_all(
 
     def fetch(f: FileState, beside: bool) -> int:
         if beside:  # NAME.s3bp-remote is s3bp's own file: overwrite whatever it holds
-            rec = ops.download(f.path, f.bucket, f.key, target=sidecar(f.path, REMOTE_SUFFIX))
+            rec = ops.download(f.path, f.bucket, f.key, target=sidecar(f.path, REMOTE_SUFFIX), listed=f.remote)
         else:  # only if the local file is still as surveyed, or now holds these very bytes (e.g. another pull placed them)
             pinned = {"version_id": f.remote.version_id} if f.remote is not None and f.remote.version_id is not None else {}
-            rec = ops.download(f.path, f.bucket, f.key, expect=f.local, **pinned)
+            rec = ops.download(f.path, f.bucket, f.key, expect=f.local, listed=f.remote, **pinned)
             if f.remote is not None and _old(f.remote, as_of):
                 rec = dataclasses.replace(rec, as_of=_old(f.remote, as_of))
             received.append(rec)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import ObjectNotFoundError
+from . import remote
+from .errors import DownloadError, ObjectNotFoundError
 from .freshness import SyncRecord
 from .localfiles import ANY, Placement
 from .remote import Body, Wire
+from .tree import Remote
 
 
 def receive(
@@ -56,16 +58,39 @@ def receive(
 
 
 def download(
-    wire: Wire, path: str, bucket: str, key: str, *, target: str | None = None, expect: Any = ANY, version_id: str | None = None
+    wire: Wire, path: str, bucket: str, key: str, *, target: str | None = None, expect: Any = ANY, version_id: str | None = None,
+    listed: Remote | None = None,
 ) -> SyncRecord:
     """Download the object (or its version ``version_id``) unconditionally (see :func:`receive`), without a progress bar; for folders and conflicts.
+
+    ``listed`` is the object as a listing showed it: one smaller than
+    :data:`~s3bp.remote.MULTIPART_THRESHOLD` comes whole in one GET, its size
+    checked against the listing's (a body cut short but framed as complete is
+    caught so). When S3 answers with another version than the one listed (it
+    changed meanwhile), or without ``listed``, the object is fetched as a load
+    fetches it.
 
     Raises
     ------
     ObjectNotFoundError
         When the object does not exist.
+    DownloadError
+        When the bytes are cut short or do not match the ETag.
     """
-    first = wire.get(bucket, key, version_id=version_id)
+    first = None
+    if listed is not None and listed.size < remote.MULTIPART_THRESHOLD:
+        first = wire.get(bucket, key, version_id=version_id, whole=True)
+        if isinstance(first, Body) and first.etag.strip('"').lower() != listed.etag.strip('"').lower():
+            first.stream.close()  # another version than the listed one: its size is not known beforehand
+            first = None
+        elif isinstance(first, Body) and first.size != listed.size:
+            first.stream.close()
+            raise DownloadError(
+                f"Download of s3://{bucket}/{key} was cut short (S3 answered {first.size} bytes where its listing gave {listed.size}); "
+                f"the local file was left as it was. Try again; if it persists, check proxies on the way."
+            )
+    if first is None:
+        first = wire.get(bucket, key, version_id=version_id)
     if not isinstance(first, Body):
         which = f" version {version_id}" if version_id is not None else ""
         raise ObjectNotFoundError(f"Cannot download s3://{bucket}/{key}{which}: no such object in S3.")

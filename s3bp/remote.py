@@ -14,13 +14,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,12 @@ from .localfiles import DISK_ERRNOS, file_md5, file_multipart_etag
 from .progress import bar, wanted
 from .tree import Remote
 
-#: Objects at least this large go through s3transfer (multipart, concurrent parts).
-MULTIPART_THRESHOLD = 8 * 1024 * 1024
+#: Objects at least this large go through s3transfer (multipart, concurrent parts); smaller ones move in one PUT, or in
+#: a load's probe and one more GET. Below it a request's own cost outweighs what concurrent parts of one object gain,
+#: and a folder moves several files at once anyway (rclone's cut-off for one PUT is 200 MiB).
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+#: A large download shows a progress bar (where one is wanted) from this size on.
+_BAR_FROM = 8 * 1024 * 1024
 #: A load's first GET asks for this many bytes: small objects arrive in that one request.
 PROBE_BYTES = 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -304,15 +309,19 @@ class Wire:
         return self.client.meta.region_name
 
     def get(
-        self, bucket: str, key: str, *, if_none_match: str | None = None, if_modified_since: float | None = None, version_id: str | None = None
+        self, bucket: str, key: str, *, if_none_match: str | None = None, if_modified_since: float | None = None, version_id: str | None = None,
+        whole: bool = False,
     ) -> NotModified | Missing | Body:
         """GET the first :data:`PROBE_BYTES` of an object (of one version, given ``version_id``), optionally only if it changed.
 
         ``if_modified_since`` is compared in whole seconds, as S3 keeps LastModified.
         A version that does not exist (or an id the store cannot read) is :class:`Missing`.
+        With ``whole``, GET the whole object (for a caller that knows it is not large): :meth:`fetch` then needs no other request.
         """
         # ChecksumMode: botocore checks the object's checksum when S3 sends one (never for a range on AWS).
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{PROBE_BYTES - 1}", "ChecksumMode": "ENABLED"}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        if not whole:
+            kwargs["Range"] = f"bytes=0-{PROBE_BYTES - 1}"
         if if_none_match is not None:
             kwargs["IfNoneMatch"] = if_none_match
         elif if_modified_since is not None:
@@ -341,17 +350,20 @@ class Wire:
     def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> int:
         """Write the whole object whose first bytes are ``body`` to the file ``dest``, checked.
 
-        A small object is complete in ``body``; a medium one gets its rest in one
-        more GET of the same version (IfMatch); a large one goes through
-        s3transfer, told the size and ETag so that it sends no HEAD and every
-        part carries IfMatch, with a progress bar where ``progress`` (default:
+        A small object (or one asked for ``whole``) is complete in ``body``; one
+        below :data:`MULTIPART_THRESHOLD` gets its rest in one more GET of the
+        same version (IfMatch); a large one goes through s3transfer, told the
+        size and ETag so that it sends no HEAD and every part carries IfMatch.
+        A progress bar is shown for a large one where ``progress`` (default:
         on a terminal or in a notebook) says so.
 
         Every answer's bytes are counted against what S3 said the object holds
-        (a body cut short but framed as complete is caught here); then the file
-        is checked against the ETag: an MD5 one directly, a multipart one part
-        by part (see :meth:`_check_parts`). botocore checks S3's checksum where
-        S3 sends one (whole-object answers only).
+        (a body cut short but framed as complete is caught here); the ETag is
+        checked on the bytes as they stream past: an MD5 one directly, a
+        multipart one part by part when the part size follows from the size
+        and the number of parts (s3transfer's, as s3bp, boto3 and the AWS CLI
+        upload); else the file is checked afterwards (see :meth:`_check_parts`).
+        botocore checks S3's checksum where S3 sends one (whole-object answers only).
 
         Returns
         -------
@@ -363,12 +375,11 @@ class Wire:
         DownloadError
             When bytes are missing or do not match the ETag (``dest`` is then to be discarded).
         """
-        md5 = md5_of_etag(body.etag, body.encrypted)
-        digest = hashlib.md5(usedforsecurity=False) if md5 else None
         where = f"s3://{bucket}/{key}"
         same = {"VersionId": body.version_id} if body.version_id is not None else {}  # the rest comes from the same version
+        etag_of, part_size = _streamed_check(body)
         with _errors("download", bucket, key):
-            if body.size >= MULTIPART_THRESHOLD:
+            if body.size >= MULTIPART_THRESHOLD and body.ranged:
                 body.stream.read()  # drain it: the connection goes back to the pool
                 received = _Received()
                 with bar(progress, body.size, 0, os.path.basename(dest).split("-", 2)[-1]) as tick:
@@ -376,35 +387,52 @@ class Wire:
                     self._transfer().download(bucket, key, dest, extra_args={"ChecksumMode": "ENABLED", **same}, subscribers=subscribers).result()
                 _check_length(where, "received", received.total, body.size)
                 _check_length(where, "written", os.path.getsize(dest), body.size)
-                if digest is not None:
+                got = None
+                if part_size == 0 and etag_of is not None:  # s3transfer wrote the parts in any order: hash the file
                     with open(dest, "rb") as done:
-                        _copy(done, None, digest)
+                        got = etag_of(iter(lambda: done.read(_CHUNK), b""))
+                else:  # a multipart ETag: the parts are hashed on several threads
+                    etag_of = None
             else:
-                with open(dest, "xb") as out:  # a fresh name: created here, never through a link someone put there
-                    _copy(body.stream, out, digest)
-                    _check_length(where, "received", out.tell(), min(body.size, PROBE_BYTES) if body.ranged else body.size)
-                    if out.tell() < body.size:
-                        rest = self.client.get_object(
-                            Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag, ChecksumMode="ENABLED", **same
-                        )
-                        _copy(rest["Body"], out, digest)
-                        _check_length(where, "received", out.tell(), body.size)
-            part_size = 0 if digest is not None else self._check_parts(body, bucket, key, dest)
-        if digest is not None and digest.hexdigest() != md5:
-            raise DownloadError(
-                f"Download of s3://{bucket}/{key} was corrupted in transit (MD5 {digest.hexdigest()} does not "
-                f"match ETag {body.etag}); the local file was left as it was. Try again; if it persists, check proxies on the way."
-            )
+                shown = progress if body.size >= _BAR_FROM else False
+                # a fresh name: created here, never through a link someone put there
+                with open(dest, "xb") as out, bar(shown, body.size, 0, os.path.basename(dest).split("-", 2)[-1]) as tick:
+
+                    def chunks() -> Iterator[bytes]:
+                        yield from _written(body.stream, out, tick)
+                        _check_length(where, "received", out.tell(), min(body.size, PROBE_BYTES) if body.ranged else body.size)
+                        if out.tell() < body.size:
+                            rest = self.client.get_object(
+                                Bucket=bucket, Key=key, Range=f"bytes={out.tell()}-", IfMatch=body.etag, ChecksumMode="ENABLED", **same
+                            )
+                            yield from _written(rest["Body"], out, tick)
+                            _check_length(where, "received", out.tell(), body.size)
+
+                    got = None
+                    if etag_of is not None:
+                        got = etag_of(chunks())
+                    else:
+                        for _ in chunks():
+                            pass
+            if etag_of is None:
+                return self._check_parts(body, bucket, key, dest)
+            if got is not None and got.strip('"') != body.etag.strip('"').lower():
+                if part_size:  # parts of another size than s3transfer's, or corrupted: S3 tells the parts' sizes
+                    return self._check_parts(body, bucket, key, dest, guessed=True)
+                raise DownloadError(
+                    f"Download of s3://{bucket}/{key} was corrupted in transit (MD5 {got} does not "
+                    f"match ETag {body.etag}); the local file was left as it was. Try again; if it persists, check proxies on the way."
+                )
         return part_size
 
-    def _check_parts(self, body: Body, bucket: str, key: str, dest: str) -> int:
+    def _check_parts(self, body: Body, bucket: str, key: str, dest: str, *, guessed: bool = False) -> int:
         """Check the file ``dest`` against a multipart ETag; return the part size that reproduced it (0: no such ETag).
 
         The part size is first taken to be s3transfer's for this size (what
         s3bp, boto3 and the AWS CLI upload with), which costs no request; else
         S3 tells part 1's size (a HEAD), and if the parts differ in size, every
         part's. Parts whose sizes cannot be learnt leave the check to the byte
-        counts, with a warning.
+        counts, with a warning. ``guessed``: s3transfer's part size was tried already.
         """
         count = etag_parts(body.etag, body.encrypted)
         if count is None:
@@ -418,11 +446,11 @@ class Wire:
                 return multipart_etag(iter(lambda: done.read(_CHUNK), b""), part_size).strip('"') == want
 
         if count == 1:
-            if reproduces(max(body.size, 1)):
+            if not guessed and reproduces(max(body.size, 1)):
                 return body.size
         else:
             guess = _upload_part_size(body.size)
-            if parts_for(body.size, guess) == count and reproduces(guess):
+            if not guessed and parts_for(body.size, guess) == count and reproduces(guess):
                 return guess
             first = self._part_length(bucket, key, 1, body.version_id)
             uniform = parts_for(body.size, first) == count  # then the parts are first, first, ..., the rest
@@ -838,14 +866,37 @@ def _object_size(resp: dict[str, Any]) -> int:
     return int(resp["ContentLength"])
 
 
-def _copy(body: Any, out: Any, digest: Any = None) -> None:
-    """Stream a response body (or a file) into an open file and/or a hash, a chunk at a time."""
-    chunks = body.iter_chunks(_CHUNK) if hasattr(body, "iter_chunks") else iter(lambda: body.read(_CHUNK), b"")
+def _written(body: Any, out: Any, tick: Callable[[int], None]) -> Iterator[bytes]:
+    """Each chunk of a response body, once it is written to the open file ``out`` and counted by ``tick``."""
+    for chunk in body.iter_chunks(_CHUNK):
+        out.write(chunk)
+        tick(len(chunk))
+        yield chunk
+
+
+def _streamed_check(body: Body) -> tuple[Callable[[Iterable[bytes]], str] | None, int]:
+    """How to compute the ETag of ``body``'s object from its bytes in order, and the part size that assumes (0: one MD5).
+
+    (None, 0) when its bytes cannot tell: an encrypted object's ETag, another
+    form, or parts whose size does not follow from the object's size (S3 is asked).
+    """
+    if md5_of_etag(body.etag, body.encrypted) is not None:
+        return _md5_hex, 0
+    count = etag_parts(body.etag, body.encrypted)
+    if count is None:
+        return None, 0
+    part_size = max(body.size, 1) if count == 1 else _upload_part_size(body.size)
+    if parts_for(body.size, part_size) != count:
+        return None, 0
+    return functools.partial(multipart_etag, part_size=part_size), part_size
+
+
+def _md5_hex(chunks: Iterable[bytes]) -> str:
+    """The MD5 hex digest of the bytes, in pieces."""
+    digest = hashlib.md5(usedforsecurity=False)
     for chunk in chunks:
-        if out is not None:
-            out.write(chunk)
-        if digest is not None:
-            digest.update(chunk)
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def holds(head: Head, source: str, size: int) -> bool | None:

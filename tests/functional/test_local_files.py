@@ -104,11 +104,19 @@ def test_a_pull_killed_mid_download_leaves_temp_files_that_the_next_pull_removes
 
         store = s3bp.Store(config={str(m.root / "config.yml")!r}, state_dir={str(m.root / "state")!r})
 
-        def die(params, **kwargs):
-            if not params.get("Range", "bytes=0-").startswith("bytes=0-"):
+        class Dying:  # big.bin's body: its first MiB arrives and is written, then the process is killed
+            def __init__(self, body):
+                self.body = body
+
+            def iter_chunks(self, size):
+                yield self.body.read(size)
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        store.client().meta.events.register("before-parameter-build.s3.GetObject", die)
+        def die(parsed, **kwargs):
+            if parsed.get("ContentLength", 0) > 2 * 1024 * 1024:
+                parsed["Body"] = Dying(parsed["Body"])
+
+        store.client().meta.events.register("after-call.s3.GetObject", die)
         store.pull({str(m.dir)!r}, progress=False)
         """,
         tmp_path,
@@ -161,7 +169,10 @@ def test_a_shortened_temp_name_keeps_the_suffixes_serializers_go_by(tmp_path, bu
     assert (tmp_path / name).read_bytes() == b"a,b\n"
 
 
-def test_a_large_download_to_a_255_byte_name_fits_s3transfers_own_temp_name(tmp_path, bucket, raw):
+def test_a_large_download_to_a_255_byte_name_fits_s3transfers_own_temp_name(tmp_path, bucket, raw, monkeypatch):
+    import s3bp.remote
+
+    monkeypatch.setattr(s3bp.remote, "MULTIPART_THRESHOLD", 8 * PROBE)
     name = "n" * 251 + ".pkl"
     blob = pickle.dumps(b"\0" * (9 * PROBE))  # above the multipart threshold: s3transfer writes TMP.XXXXXXXX first
     raw.put_object(Bucket=bucket, Key=name, Body=blob)

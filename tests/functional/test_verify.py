@@ -21,8 +21,11 @@ def flip_a_byte(path, at: int = 0) -> None:
 
 
 @pytest.fixture
-def synced(machine, bucket):
+def synced(machine, bucket, monkeypatch):
     """A machine whose folder holds three small files and one multipart one, all pushed."""
+    import s3bp.remote
+
+    monkeypatch.setattr(s3bp.remote, "MULTIPART_THRESHOLD", 8 * 1024 * 1024)  # big.bin (9 MiB) in two parts
     m = machine("a", bucket=bucket)
     for name in ("a.txt", "b.txt", "sub/c.txt"):
         m.write(name, f"contents of {name}")

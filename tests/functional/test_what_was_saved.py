@@ -146,7 +146,10 @@ def test_an_identical_save_within_max_age_sends_nothing(one):
     assert one.log.operations == []
 
 
-def test_an_identical_multipart_upload_is_skipped(one, raw, bucket):
+def test_an_identical_multipart_upload_is_skipped(one, raw, bucket, monkeypatch):
+    import s3bp.remote
+
+    monkeypatch.setattr(s3bp.remote, "MULTIPART_THRESHOLD", 8 * 1024 * 1024)  # 9 MiB in two parts
     path = one.root / "big.bin"
     path.write_bytes(os.urandom(9 * 1024 * 1024))
     one.store.upload_file(path, wait=True)
