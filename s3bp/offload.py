@@ -152,6 +152,8 @@ class ChildLink:
                     self._answer(line)
         except OSError:
             pass
+        with contextlib.suppress(OSError, ValueError):
+            self._out.close()
         self._ended()
 
     def _answer(self, line: bytes) -> None:
@@ -185,6 +187,8 @@ class ChildLink:
             self._returning = set(waiting)  # still counted as pending until queued again: a waiter never sees a gap
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            self._in.close()
         try:
             if not self._quiet:
                 self._on_lost(self, waiting)
