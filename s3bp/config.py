@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "record_origin": False,
     "cache_max_size": None,
     "cache_max_age": None,
+    "upload_process": True,
 }
 _OPTIONAL_STR = ("default_bucket", "endpoint_url", "profile", "region")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -158,7 +159,7 @@ def _check_field(field: str, value: Any, source: str, fix: str = " Fix the file.
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise wrong("a mapping of upload argument name (e.g. ServerSideEncryption) to value")
         return dict(value)
-    if field == "record_origin":
+    if field in ("record_origin", "upload_process"):
         if not isinstance(value, bool):
             raise wrong("true or false")
         return value

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .locks import StripedLocks
     from .remote import Connections, Wire
     from .serializers import Deserializer, Serializer
-    from .uploads import PendingUpload, UploadFuture, UploadOptions, UploadQueue
+    from .uploads import Owner, PendingUpload, UploadFuture, UploadOptions, UploadQueue
     from .verifying import VerifyReport
     from .versioning import Version, VersionSpec
 
@@ -102,6 +102,7 @@ class Store:
         self._pid = os.getpid()
         self._adopted = 0
         self._cache_locks: StripedLocks | None = None
+        self._claim: Owner | None = None  # an uploader child's: the claim its parent took for it
 
     # -- settings, resolution, connections -----------------------------------
 
@@ -193,14 +194,36 @@ class Store:
                     if not db.writable:  # before anything is written anywhere
                         raise StateError(db.problem or f"s3bp cannot write its state directory {self.state_dir}.")
                     try:
-                        queue = UploadQueue.open(self.state_dir, db=db, upload=self._upload_entry, max_workers=self.settings()["max_workers"])
+                        queue = UploadQueue.open(
+                            self.state_dir, db=db, upload=self._upload_entry, max_workers=self.settings()["max_workers"],
+                            owner=self._claim, uploader=self._uploader if self._claim is None else None,
+                        )  # fmt: skip
                         self._queue = queue
                         atexit.register(self._at_exit)
-                        hand_over_on_sigterm(lambda: bool(queue.active()), self.config.path, self.state_dir)
-                        self._adopted = queue.adopt_orphans()
+                        # the child uploader (if any) outlives a SIGTERM on its own: only this process's threads need a hand-off
+                        hand_over_on_sigterm(lambda: bool(queue.active_here()), self.config.path, self.state_dir)
+                        self._adopted = queue.adopt_orphans() if self._claim is None else 0
                     except OSError as exc:
                         raise disk_error(exc, state_dir=self.state_dir, target=None, doing="", default="state") from exc
         return db, self._queue
+
+    def _uploader(self) -> dict[str, Any] | None:
+        """How to start the child uploader process (see :mod:`s3bp.offload`); None: background saves upload in this
+        process's threads (``upload_process: false``; a client given to this store, which a child cannot share; or a
+        forked worker's store: its parent adopts what it leaves when it ends with ``os._exit``, as multiprocessing's do)."""
+        from .locks import forked
+
+        data = self.settings()
+        if not data["upload_process"] or self._connections.given or os.name != "posix" or forked():
+            return None
+        return {"config": self.config.path, "overrides": self.config.overrides, "state_dir": self.state_dir, "workers": data["max_workers"]}
+
+    def serve_claim(self, owner: Owner, workers: int) -> UploadQueue:
+        """In a child uploader process: this store's upload queue, holding the claim ``owner`` its parent took for it."""
+        self._claim = owner
+        queue = self._state()[1]
+        queue.resize(workers)
+        return queue
 
     # -- saving --------------------------------------------------------------
 
@@ -223,10 +246,11 @@ class Store:
         """Serialize beside the file, journal that new version, move it into place; wait if asked to."""
         from .index import disk_error
         from .localfiles import DISK_ERRNOS, Placement
+        from .serializers import writes_exclusively
 
         self._state()  # a save is journaled in the state directory: refused before anything is written when it cannot be
         try:
-            with Placement(res.path) as place:
+            with Placement(res.path, beside=writes_exclusively(write)) as place:
                 try:
                     write(obj, place.tmp)
                 except Exception as exc:  # KeyboardInterrupt and SystemExit pass as they are

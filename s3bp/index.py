@@ -690,13 +690,14 @@ class StateDB:
                 seq = start + 1
             else:
                 seq = row[0]
-            entry = dataclasses.replace(entry, seq=seq)
-            if entry.base_version is None:  # the version this save replaces, as this machine last synced it
+            base_version = entry.base_version
+            if base_version is None:  # the version this save replaces, as this machine last synced it
                 base = conn.execute(
                     "SELECT version_id FROM records WHERE path = ? AND endpoint = ? AND bucket = ? AND key = ?",
                     (entry.path, entry.endpoint, entry.bucket, entry.key),
                 ).fetchone()
-                entry = dataclasses.replace(entry, base_version=base[0] if base else None)
+                base_version = base[0] if base else None
+            entry = dataclasses.replace(entry, seq=seq, base_version=base_version)
             conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
         return entry
 
@@ -752,6 +753,17 @@ class StateDB:
     def adopt(self, old_owner: str, new_owner: str, pid: int) -> int:
         """Move every entry of ``old_owner`` to ``new_owner``, the process ``pid``; return how many."""
         return self._write("UPDATE journal SET owner = ?, pid = ? WHERE owner = ?", (new_owner, pid, old_owner))
+
+    @_guarded
+    def reown(self, entry_id: str, old_owner: str, new_owner: str, pid: int) -> bool:
+        """Move one entry of ``old_owner`` to ``new_owner``, the process ``pid``; False when it is not ``old_owner``'s (any more)."""
+        return self._write("UPDATE journal SET owner = ?, pid = ? WHERE id = ? AND owner = ?", (new_owner, pid, entry_id, old_owner)) > 0
+
+    @_guarded
+    def entry(self, entry_id: str) -> JournalEntry | None:
+        """The journal entry ``entry_id``, or None when it is gone (uploaded, superseded or dropped)."""
+        rows = self._query(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE id = ?", (entry_id,))
+        return JournalEntry(*rows[0]) if rows else None
 
     @_guarded
     def record(self, path: str) -> SyncRecord | None:

@@ -25,8 +25,18 @@ except ImportError:  # pragma: no cover - Windows
 _held: weakref.WeakSet = weakref.WeakSet()
 
 
+_forked = False
+
+
+def forked() -> bool:
+    """Whether this process is a forked copy of another (started by ``os.fork`` without a new program)."""
+    return _forked
+
+
 def _close_inherited() -> None:
     """In a forked child: close the descriptors of every lock inherited from the parent (the parent keeps its locks)."""
+    global _forked
+    _forked = True
     for lock in list(_held):
         lock._forget()
 
@@ -79,6 +89,22 @@ class FileLock:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    @classmethod
+    def holding(cls, path: str | os.PathLike[str], fd: int) -> FileLock:
+        """The lock on ``path`` held through the descriptor ``fd`` (inherited from the process that took it)."""
+        lock = cls(path)
+        lock._fd = fd
+        _held.add(lock)
+        return lock
+
+    def fileno(self) -> int | None:
+        """The descriptor holding the lock, or None."""
+        return self._fd
+
+    def let_go(self) -> None:
+        """Close this descriptor without unlocking: another process holding the same open file keeps the lock."""
+        self._forget()
 
     def release(self) -> None:
         """Give the lock up."""

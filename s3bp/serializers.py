@@ -165,9 +165,15 @@ def deserialize(read: Deserializer, path: str) -> Any:
 
 
 def _pickle_dump(obj: Any, filepath: str) -> None:
-    """Pickle ``obj`` with the highest protocol."""
-    with open(filepath, "wb") as fh:
+    """Pickle ``obj`` with the highest protocol into a new file (created exclusively: never through a planted link)."""
+    with open(filepath, "xb") as fh:
         pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def writes_exclusively(write: Any) -> bool:
+    """Whether the serializer ``write`` creates its file exclusively and writes nothing else (so it may write beside the
+    target, with no private directory made and removed for it: see :class:`~s3bp.localfiles.Placement`)."""
+    return write is _pickle_dump
 
 
 def _pickle_load(filepath: str) -> Any:

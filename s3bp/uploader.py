@@ -37,7 +37,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--after-pid", type=int, default=None, help="wait for this process to exit first")
+    parser.add_argument("--serve", metavar="TOKEN", help="upload the journal entries named on stdin, holding claim TOKEN")
+    parser.add_argument("--owner-fd", type=int, help="with --serve: the open lock file of the claim")
+    parser.add_argument("--workers", type=int, default=8, help="with --serve: upload threads")
+    parser.add_argument("--overrides", default="{}", help="with --serve: settings that win over the config file's (JSON)")
     args = parser.parse_args(argv)
+    if args.serve:
+        import json
+
+        from .offload import serve
+
+        return serve(config=args.config, overrides=json.loads(args.overrides), state_dir=args.state_dir, token=args.serve,
+                     fd=args.owner_fd, workers=args.workers)  # fmt: skip
     state = Path(args.state_dir)
     deadline = time.monotonic() + WAIT_FOR_EXIT
     while args.after_pid and _alive(args.after_pid) and time.monotonic() < deadline:

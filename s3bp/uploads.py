@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AccessDeniedError,
@@ -51,12 +51,18 @@ from .index import JournalEntry, StateDB, is_entry_id
 from .localfiles import make_snapshot, remove
 from .locks import FileLock, StripedLocks
 
+if TYPE_CHECKING:
+    from .offload import ChildLink
+
 logger = logging.getLogger("s3bp")
 
 #: Failures that no retry mends: the entry waits for an explicit flush, a resolution or ``forget``.
 PERMANENT = (ConflictError, AccessDeniedError, BucketNotFoundError, CredentialsError, InvalidBucketNameError)
 
 _STOP = object()
+
+#: How many child uploader processes one queue starts at most (one at a time); after that, its threads upload.
+MAX_CHILDREN = 3
 
 
 class UploadFuture(Future):
@@ -188,6 +194,14 @@ class Owner:
         self._lock = FileLock(owners_dir / f"{self.token}.lock")
         self._lock.acquire()
 
+    @classmethod
+    def inherited(cls, owners_dir: Path, token: str, fd: int) -> Owner:
+        """The claim ``token`` another process took for this one and passed on as the open lock file ``fd``."""
+        owner = cls.__new__(cls)
+        owner.dir, owner.token = owners_dir, token
+        owner._lock = FileLock.holding(owners_dir / f"{token}.lock", fd)
+        return owner
+
     def release(self, remove: bool) -> None:
         """Give up the claim; delete the lock file when no entries remain."""
         if remove:
@@ -227,6 +241,9 @@ class UploadQueue:
         what S3 now holds; raises on failure.
     max_workers
         The number of worker threads.
+    uploader
+        ``uploader()`` says how to start a child uploader process for background saves (the keyword arguments
+        of :func:`s3bp.offload.spawn` it does not get from the queue), or returns None: upload in threads.
     """
 
     def __init__(
@@ -236,6 +253,7 @@ class UploadQueue:
         owner: Owner,
         upload: Callable[[JournalEntry], SyncRecord],
         max_workers: int = 8,
+        uploader: Callable[[], dict[str, Any] | None] | None = None,
     ):
         spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db, self._spool, self._owner, self._upload = db, spool_dir, owner, upload
@@ -251,17 +269,26 @@ class UploadQueue:
         # Saves of one path journal and replace the file in sequence order; uploads of one object never overlap.
         self._path_locks, self._object_locks = StripedLocks(locks_dir, "path"), StripedLocks(locks_dir, "object")
         sweep_spool(db, spool_dir)  # snapshots left by processes killed between their copy and their journal row
+        self._uploader_args, self._children = uploader, 0
+        self._idle = False  # whether entries of ours may sit in the journal unqueued (failed, adopted): else none to supersede
+        self._child: ChildLink | None = None
+        self._links: list[ChildLink] = []  # every child started, while it has entries unsettled
+        self._child_lock = threading.Lock()
 
     @classmethod
-    def open(cls, state_dir: Path, *, db: StateDB, upload: Callable[[JournalEntry], SyncRecord], max_workers: int) -> UploadQueue:
-        """The queue of a state directory: its private ``owners``, ``spool`` and ``locks`` directories, and this process's claim."""
+    def open(
+        cls, state_dir: Path, *, db: StateDB, upload: Callable[[JournalEntry], SyncRecord], max_workers: int, owner: Owner | None = None,
+        uploader: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> UploadQueue:
+        """The queue of a state directory: its private ``owners``, ``spool`` and ``locks`` directories, and this process's claim
+        (``owner``: one taken for this process by its parent)."""
         from .index import private_dir
 
         for sub in ("owners", "spool", "locks"):
             private_dir(state_dir / sub)
-        owner = Owner(state_dir / "owners")
+        owner = Owner(state_dir / "owners") if owner is None else owner
         try:
-            return cls(db, state_dir / "spool", owner, upload, max_workers)
+            return cls(db, state_dir / "spool", owner, upload, max_workers, uploader)
         except BaseException:
             owner.release(remove=True)
             raise
@@ -272,15 +299,17 @@ class UploadQueue:
         """Where the snapshot of entry ``entry_id`` is kept."""
         return self._spool / entry_id
 
-    def new_entry(self, **fields) -> JournalEntry:
-        """A journal entry owned by this process, with a fresh id (its sequence number comes with the journal row)."""
+    def new_entry(self, *, owner: tuple[str, int] | None = None, **fields) -> JournalEntry:
+        """A journal entry owned by this process (or ``owner``: token and pid), with a fresh id (its sequence number comes
+        with the journal row)."""
         entry_id = uuid.uuid4().hex
+        token, pid = owner if owner is not None else (self._owner.token, os.getpid())
         return JournalEntry(
             id=entry_id,
-            owner=self._owner.token,
+            owner=token,
             seq=0,
             spool=str(self.spool_path(entry_id)),
-            pid=os.getpid(),
+            pid=pid,
             created=time.time(),
             **fields,
         )
@@ -326,12 +355,21 @@ class UploadQueue:
             ``digest(size)``: the part size to compute the snapshot's ETag in while it is copied (0: one MD5;
             None: none), journaled so that an upload of bytes S3 already holds can be skipped.
         """
+        child = None if wait else self._uploader()
         with self._path_locks.hold(path):
             where = {"bucket": bucket, "key": key, "endpoint": endpoint, "profile": profile, "region": region}
-            entry = self._journal_one(path, source, options, placed, digest, **where)
-        self._discard_older(entry)  # earlier failed saves of this object are superseded now
+            owner = (child.token, child.pid) if child is not None else None
+            entry = self._journal_one(path, source, options, placed, digest, owner=owner, **where)
+        if self._idle:  # earlier failed saves of this object (ours, whoever uploads this one) are superseded now
+            self._discard_older(entry if child is None else dataclasses.replace(entry, owner=self._owner.token))
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
         fut.entry_id = entry.id
+        if child is not None:
+            if child.submit(entry.id, fut, not wait):
+                return fut
+            # The child is gone: the entry comes back to this process (unless its loss was handled already).
+            self._db.reown(entry.id, child.token, self._owner.token, os.getpid())
+            entry = dataclasses.replace(entry, owner=self._owner.token, pid=os.getpid())
         self._enqueue(_Job(entry, [fut], not wait))
         return fut
 
@@ -341,7 +379,7 @@ class UploadQueue:
 
     def _journal_one(
         self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, digest: Callable[[int], int | None] | None,
-        **where: Any,
+        owner: tuple[str, int] | None = None, **where: Any,
     ) -> JournalEntry:
         """Snapshot, placement, then journal row of one save.
 
@@ -353,6 +391,7 @@ class UploadQueue:
         """
         st = os.stat(source)
         entry = self.new_entry(
+            owner=owner,
             path=path,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
@@ -422,9 +461,88 @@ class UploadQueue:
 
     def _discard_older(self, entry: JournalEntry) -> None:
         """Drop our idle (failed) entries of the same object saved before ``entry``."""
+        if not self._idle and entry.owner == self._owner.token:
+            return  # none can exist: no query
         older = [e for e in self._db.siblings(entry) if e.seq < entry.seq]
         if older:
             self.drop_idle(older)
+
+    # -- the child uploader process ---------------------------------------
+
+    def _uploader(self) -> ChildLink | None:
+        """The child uploader process for background saves, started on first use; None: upload in this process."""
+        child = self._child
+        if child is not None and child.alive:
+            return child
+        if self._uploader_args is None or self._closed or self._children >= MAX_CHILDREN:
+            return None
+        with self._child_lock:
+            if self._child is not None and self._child.alive:
+                return self._child
+            args = self._uploader_args()
+            if args is None or self._children >= MAX_CHILDREN:
+                return None
+            from .offload import spawn
+
+            self._children += 1
+            self._child = spawn(owners_dir=self._owner.dir, cond=self._lock, on_failed=self._child_failed, on_lost=self._child_lost, **args)
+            if self._child is not None:
+                with self._lock:
+                    self._links = [link for link in self._links if link.pending()] + [self._child]
+            return self._child
+
+    def _child_failed(self, child: ChildLink, entry_id: str, fut: UploadFuture, report: bool, error: BaseException) -> None:
+        """A save the child could not upload: the entry becomes ours (a flush retries it here), and the failure is said."""
+        self._idle = True
+        try:
+            self._db.reown(entry_id, child.token, self._owner.token, os.getpid())
+        except S3bpError:  # still the child's: it stays journaled, and the failure is reported all the same
+            logger.exception("s3bp: could not take back the failed upload %s from the uploader process", entry_id)
+        entry = self._db.entry(entry_id)
+        where: Any = entry if entry is not None else fut
+        text = (
+            f"s3bp: background upload of {where.path} failed: {_describe(error, where)} "
+            f"(kept in the upload journal; s3bp.flush() or `s3bp flush` retries it)"
+        )
+        logger.error(text)
+        if report:
+            print(text, file=sys.stderr)
+        fut.set_exception(_as_upload_error(error, where))
+
+    def _child_lost(self, child: ChildLink, waiting: dict[str, tuple[UploadFuture, bool]]) -> None:
+        """The child ended with ``waiting`` unsettled: take its entries back and upload them in this process's threads."""
+        if not waiting:  # it ended with nothing to do (closed, or between saves): a later save starts another
+            return
+        if not child.stopped:
+            logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
+        try:
+            self._adopt()
+        except S3bpError:
+            logger.exception("s3bp: could not take back the uploads of the uploader process (pid %d)", child.pid)
+        for entry_id, (fut, report) in waiting.items():
+            entry = self._db.entry(entry_id)
+            if entry is None:  # uploaded (or superseded) before the child could say so
+                fut.set_result(fut.key)
+            elif entry.owner == self._owner.token:
+                self._enqueue(_Job(entry, [fut], report))
+            else:  # taken over by another process meanwhile: it answers for it
+                fut.set_result(fut.key)
+
+    def take(self, entry_id: str) -> UploadFuture | None:
+        """Queue our journaled entry ``entry_id`` (named by the process that saved it for us); its future, None when it is
+        not ours (any more)."""
+        entry = self._db.entry(entry_id)
+        if entry is None or entry.owner != self._owner.token:
+            return None
+        self._discard_older(entry)
+        fut = UploadFuture(entry.bucket, entry.key, entry.path)
+        fut.entry_id = entry.id
+        self._enqueue(_Job(entry, [fut], False))
+        return fut
+
+    def take_rest(self) -> None:
+        """Queue every entry of ours not queued yet (e.g. journaled for us by a process killed before it named them)."""
+        self._queue_idle_entries(held=False)
 
     # -- working -----------------------------------------------------------
 
@@ -460,10 +578,12 @@ class UploadQueue:
             else:
                 self._discard(entry)
             self._discard_older(entry)
-        elif any(e.seq > entry.seq for e in self._db.siblings(entry)):
-            self._discard(entry)  # a newer save of the object is journaled: it answers for this one
         else:
-            self._fail(job, error)
+            self._idle = True
+            if any(e.seq > entry.seq for e in self._db.siblings(entry)):
+                self._discard(entry)  # a newer save of the object is journaled: it answers for this one
+            else:
+                self._fail(job, error)
         with self._lock:
             slot = self._slots[entry.object_id]
             slot.in_flight, nxt = slot.queued, slot.queued
@@ -511,7 +631,7 @@ class UploadQueue:
         """Wait until nothing is queued or in flight; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._active:
+            while self._active or self._child_pending():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -519,14 +639,24 @@ class UploadQueue:
         return True
 
     def active(self) -> int:
-        """How many uploads are queued or in flight."""
+        """How many uploads are queued or in flight (here or in the child uploader)."""
+        with self._lock:
+            return self._active + self._child_pending()
+
+    def active_here(self) -> int:
+        """How many uploads this process's own threads have queued or in flight (not the child uploader's)."""
         with self._lock:
             return self._active
 
+    def _child_pending(self) -> int:
+        """How many entries the child uploaders have not settled (call with the lock held)."""
+        return sum(link.pending() for link in self._links)
+
     def _busy_ids(self) -> set[str]:
-        """The ids of entries queued or in flight in this process."""
+        """The ids of entries queued or in flight in this process or its child uploader."""
         with self._lock:
-            return {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
+            ids = {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
+            return ids.union(*(link.waiting_ids() for link in self._links))
 
     def _queue_idle_entries(self, held: bool = True) -> None:
         """Queue every journaled entry of ours that is not queued or in flight, newest first.
@@ -557,6 +687,7 @@ class UploadQueue:
                 continue
             try:
                 adopted += self._db.adopt(token, self._owner.token, os.getpid())
+                self._idle = True
                 try:
                     os.unlink(lock.lock_file)
                 except OSError:
@@ -666,7 +797,12 @@ class UploadQueue:
                     states[slot.in_flight.entry.id] = "in flight"
                 if slot.queued:
                     states[slot.queued.entry.id] = "queued"
-        return describe_journal(self._db, self._owner.dir, mine=(self._owner.token, states))
+            child = self._child
+            handed: set[str] = child.waiting_ids() if child is not None else set()
+        out = describe_journal(self._db, self._owner.dir, mine=(self._owner.token, states))
+        if handed and child is not None:  # handed to the child uploader, which uploads them on this process's behalf
+            out = [dataclasses.replace(p, state="queued") if p.pid == child.pid and p.state.startswith("pending") else p for p in out]
+        return out
 
     # -- sizing and shutdown -----------------------------------------------
 
@@ -683,6 +819,8 @@ class UploadQueue:
             while self._workers < min(max_workers, backlog):
                 self._workers += 1
                 threading.Thread(target=self._work, name="s3bp-upload", daemon=True).start()
+        if self._child is not None and self._child.alive:
+            self._child.resize(max_workers)
 
     def close(self, at_exit: bool = False, handoff: Callable[[int], int | None] | None = None, grace: float = 1.0) -> None:
         """Wait for every upload, then release the owner lock.
@@ -696,11 +834,23 @@ class UploadQueue:
         if self._closed:
             return
         self._closed = True
+        child = self._child
+        if handoff is None and child is not None and child.alive and not child.ready:
+            # About to wait, and the child is still starting (a short script's only save, say): upload here instead.
+            child.stop()
         if at_exit:
             self._exiting = True
             if not self.wait(grace):
-                pid = handoff(self.active()) if handoff is not None else None
+                child = self._child if self._child is not None and self._child.alive else None
+                with self._lock:
+                    local = self._active
+                if handoff is not None and child is not None and not local:
+                    pid: int | None = child.pid  # the child uploader finishes them: it is the hand-off
+                else:
+                    pid = handoff(self.active()) if handoff is not None else None
                 if pid is not None:
+                    if child is not None:
+                        child.close(leave=True)
                     print(
                         f"s3bp: {self.active()} upload(s) still pending; handed to a background uploader (pid {pid}) "
                         f"that finishes them after this process exits (`s3bp status` shows them).",
@@ -714,6 +864,8 @@ class UploadQueue:
             # Waiting anyway: also finish what processes that are gone left, e.g. forked workers ended with os._exit.
             while self.adopt_orphans():
                 self.wait()
+        if self._child is not None:
+            self._child.close()  # nothing left for it: it exits
         left = self.failures()
         if left and at_exit:
             print(

@@ -200,6 +200,19 @@ class FaultProxy:
         self._server: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        #: (method, path) of the first request on every connection since the last :meth:`forget_requests`: every
+        #: process's requests, including a child uploader's (moto answers one request per connection).
+        self.requests: list[tuple[str, str]] = []
+
+    def forget_requests(self) -> None:
+        """Start :attr:`requests` afresh."""
+        with self._lock:
+            self.requests.clear()
+
+    def count(self, method: str, path_part: str = "") -> int:
+        """How many requests seen so far were ``method`` with ``path_part`` in their path."""
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == method and path_part in p)
 
     @property
     def url(self) -> str:
@@ -271,6 +284,7 @@ class FaultProxy:
 
     def _handle(self, conn: socket.socket, action) -> None:
         conn.settimeout(30)
+        self._note_request(conn)
         try:
             if isinstance(action, int):
                 _read_request(conn)
@@ -300,6 +314,16 @@ class FaultProxy:
             pass
         finally:
             conn.close()
+
+    def _note_request(self, conn: socket.socket) -> None:
+        """Add the request line of the connection's first request to :attr:`requests` (peeked: the actions still read it)."""
+        try:
+            line = conn.recv(2048, socket.MSG_PEEK).split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        except OSError:
+            return
+        if len(line) >= 2:
+            with self._lock:
+                self.requests.append((line[0], line[1].split("?", 1)[0]))
 
     def _answer(self, conn: socket.socket, status: int) -> None:
         code = self._ERRORS.get(status, "InternalError")

@@ -91,6 +91,7 @@ def test_sigterm_after_the_last_save_still_delivers_everything(tmp_path, bucket,
 
 
 def test_reading_the_journal_of_a_killed_process_changes_nothing(tmp_path, bucket, raw, proxy):
+    s3bp.configure(upload_process=False)  # uploads in the saving process's threads, which die with it
     proxy.always("delay:30")  # uploads hang until the process is killed
     p = start_python(
         f"""
