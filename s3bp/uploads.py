@@ -519,14 +519,24 @@ class UploadQueue:
             self._adopt()
         except S3bpError:
             logger.exception("s3bp: could not take back the uploads of the uploader process (pid %d)", child.pid)
-        for entry_id, (fut, report) in waiting.items():
+        jobs: list[_Job] = []
+        gone: list[tuple[int, UploadFuture]] = []  # entries no longer journaled, with the number of jobs saved before them
+        for entry_id, (fut, report) in waiting.items():  # in the order they were saved
             entry = self._db.entry(entry_id)
-            if entry is None:  # uploaded (or superseded) before the child could say so
-                fut.set_result(fut.key)
+            if entry is None:  # uploaded, or superseded by a newer save, before the child could say so
+                gone.append((len(jobs), fut))
             elif entry.owner == self._owner.token:
-                self._enqueue(_Job(entry, [fut], report))
+                jobs.append(_Job(entry, [fut], report))
             else:  # taken over by another process meanwhile: it answers for it
                 fut.set_result(fut.key)
+        for before, fut in gone:
+            newer = [j for j in jobs[before:] if (j.entry.bucket, j.entry.key) == (fut.bucket, fut.key)]
+            if newer:  # a newer save of its object is still to upload: it answers for this one, as in a queue
+                newer[-1].futures.append(fut)
+            else:
+                fut.set_result(fut.key)
+        for job in jobs:
+            self._enqueue(job)
 
     def take(self, entry_id: str) -> UploadFuture | None:
         """Queue our journaled entry ``entry_id`` (named by the process that saved it for us); its future, None when it is

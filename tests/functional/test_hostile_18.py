@@ -163,6 +163,32 @@ def journaled(entry_id: str) -> bool:
     return s3bp.get_default_store()._index().entry(entry_id) is not None
 
 
+def test_a_save_superseded_in_a_child_that_dies_does_not_report_success_before_its_successor(tmp_path, bucket, raw, proxy):
+    import threading
+
+    s3bp.configure(max_attempts=1)
+    gate = threading.Event()
+    proxy.script(("hold", gate))  # the child's first request stays in flight
+    path = tmp_path / "k.pkl"
+    try:
+        f1 = s3bp.save_object("v1", path, bucket)
+        f2 = s3bp.save_object("v2", path, bucket)
+        f3 = s3bp.save_object("v3", path, bucket)
+        eventually(lambda: not journaled(f2.entry_id), "the child superseded v2 by v3")
+        proxy.always(403)  # from now on every upload fails
+        child = current_child()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        gate.set()
+    assert f3.exception(timeout=120) is not None
+    # v2 was never uploaded and v3 failed: v2's future must not say it was delivered
+    assert f2.exception(timeout=120) is not None
+    assert f1.exception(timeout=120) is not None
+    proxy.clear()
+    s3bp.flush()
+    assert stored(raw, bucket, "k.pkl") == "v3"
+
+
 def test_a_parent_killed_between_saves_of_a_burst_still_gets_the_last_save_of_every_key_delivered(tmp_path, bucket, raw):
     for n, keys in ((1, 1), (9, 3), (60, 4), (250, 5)):
         proc = run_python(
