@@ -80,6 +80,14 @@ class UploadFuture(Future):
         self.entry_id: str | None = None  #: the journal entry this save made (None: not journaled by this call)
         self.unchanged: bool | None = None  #: set when done: True if no upload was needed (S3 held these bytes already)
 
+    def cancel(self) -> bool:
+        """Refuse, returning False: the save is journaled and goes up whatever this handle says (``s3bp.forget`` drops it).
+
+        A cancelled future could not be told the upload's outcome, and the
+        thread telling it would stop there.
+        """
+        return False
+
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
         return f"<UploadFuture s3://{self.bucket}/{self.key} {state}>"

@@ -314,3 +314,17 @@ def test_thousands_of_saves_in_a_burst_lose_none(tmp_path, bucket, raw):
     assert all(f.done() and f.exception() is None for f in futs)
     assert [stored(raw, bucket, f"many{k}.pkl") for k in range(25)] == [(k, last[k]) for k in range(25)]
     assert s3bp.pending_uploads() == []
+
+
+def test_cancelling_a_save_future_breaks_no_later_upload(tmp_path, bucket, raw, proxy):
+    proxy.always("delay:0.5")
+    first = s3bp.save_object("first", tmp_path / "c0.pkl", bucket)
+    assert first.cancel() is False  # a Future has cancel(): a user may well call it; a journaled save goes up anyway
+    proxy.clear()
+    eventually(lambda: stored(raw, bucket, "c0.pkl") == "first", "the first save delivered all the same")
+    time.sleep(0.5)  # not a timing assertion: lets the uploader's answer about it arrive first
+    later = [s3bp.save_object(("later", i), tmp_path / f"c{i}.pkl", bucket) for i in range(1, 4)]
+    s3bp.flush(timeout=120)  # generous bound: a lost answer would keep it waiting for ever
+    assert [f.result(timeout=1) for f in later] == [f"c{i}.pkl" for i in range(1, 4)]
+    assert [stored(raw, bucket, f"c{i}.pkl") for i in range(4)] == ["first"] + [("later", i) for i in range(1, 4)]
+    assert s3bp.pending_uploads() == []
