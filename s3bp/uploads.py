@@ -61,6 +61,9 @@ PERMANENT = (ConflictError, AccessDeniedError, BucketNotFoundError, CredentialsE
 
 _STOP = object()
 
+#: How often a wait looks whether a child uploader it waits for was stopped by a signal (seconds).
+HALT_CHECK = 1.0
+
 #: How many child uploader processes one queue starts at most (one at a time); after that, its threads upload.
 MAX_CHILDREN = 3
 
@@ -653,7 +656,14 @@ class UploadQueue:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._lock.wait(remaining)
+                if not self._links:
+                    self._lock.wait(remaining)
+                    continue
+                self._lock.wait(HALT_CHECK if remaining is None else min(remaining, HALT_CHECK))
+                for link in self._links:  # a child stopped by a signal would keep this waiting until continued
+                    if link.alive and link.pending() and link.halted():
+                        logger.warning("s3bp: the uploader process (pid %d) is stopped; it is ended and its uploads continue here", link.pid)
+                        link.stop()
         return True
 
     def active(self) -> int:

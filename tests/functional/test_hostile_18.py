@@ -7,6 +7,7 @@ generous bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -328,3 +329,31 @@ def test_cancelling_a_save_future_breaks_no_later_upload(tmp_path, bucket, raw, 
     assert [f.result(timeout=1) for f in later] == [f"c{i}.pkl" for i in range(1, 4)]
     assert [stored(raw, bucket, f"c{i}.pkl") for i in range(4)] == ["first"] + [("later", i) for i in range(1, 4)]
     assert s3bp.pending_uploads() == []
+
+
+def test_a_stopped_child_does_not_keep_its_parent_from_exiting(tmp_path, bucket, raw, proxy):
+    proxy.always("delay:0.5")
+    proc = run_python(
+        f"""
+        import os, signal, time, s3bp
+        futs = [s3bp.save_object(i, {str(tmp_path)!r} + f"/p{{i}}.pkl", {bucket!r}) for i in range(3)]
+        child = s3bp.get_default_store()._queue._child
+        while not child.ready:
+            time.sleep(0.01)
+        print(child.pid, flush=True)
+        os.kill(child.pid, signal.SIGSTOP)
+        """
+    )
+    child = int(proc.stdout.readline())
+    try:
+        _, err = proc.communicate(timeout=180)  # generous: without the fix it never ends
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the saving process waited for its stopped child forever") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGCONT)
+    assert proc.returncode == 0, err
+    proxy.clear()
+    eventually(lambda: [stored(raw, bucket, f"p{i}.pkl") for i in range(3)] == [0, 1, 2], "every save delivered")
