@@ -357,3 +357,41 @@ def test_a_stopped_child_does_not_keep_its_parent_from_exiting(tmp_path, bucket,
     assert proc.returncode == 0, err
     proxy.clear()
     eventually(lambda: [stored(raw, bucket, f"p{i}.pkl") for i in range(3)] == [0, 1, 2], "every save delivered")
+
+
+def test_a_forked_worker_blocked_in_a_lock_still_dies_of_sigterm(tmp_path, bucket, raw):
+    # multiprocessing's Pool.terminate() sends SIGTERM to workers waiting for a task in a lock. A worker that inherited
+    # s3bp's SIGTERM handler (or installed its own) only ran it once its main thread got back to Python: with the
+    # signal landing on one of its upload threads instead, it never did, and the pool waited for it for ever.
+    proc = run_python(
+        f"""
+        import os, signal, threading, time, s3bp
+        s3bp.save_object("parent", {str(tmp_path)!r} + "/fp.pkl", {bucket!r}, wait=True)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            s3bp.save_object("worker", {str(tmp_path)!r} + "/fw.pkl", {bucket!r}, wait=True)  # its upload threads run now
+            signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})  # this thread only: a SIGTERM goes to another
+            os.write(w, b"x")
+            lock = threading.Lock()
+            lock.acquire()
+            lock.acquire()  # waits, as a pool worker for its next task
+            os._exit(0)
+        os.read(r, 1)
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(600):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("ended", os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, flush=True)
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            print("hung", flush=True)
+        """
+    )
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert out.strip() == "ended True"
+    assert stored(raw, bucket, "fw.pkl") == "worker"
