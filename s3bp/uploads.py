@@ -526,8 +526,8 @@ class UploadQueue:
             return
         if not child.stopped:
             logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
-        try:
-            self._adopt()
+        try:  # its entries only: others' left by processes that are gone are adopted where they are also queued
+            self._adopt(only=child.token)
         except S3bpError:
             logger.exception("s3bp: could not take back the uploads of the uploader process (pid %d)", child.pid)
         jobs: list[_Job] = []
@@ -706,10 +706,10 @@ class UploadQueue:
                 seen.add(entry.object_id)
                 self._enqueue(_Job(entry))
 
-    def _adopt(self) -> int:
-        """Move the entries of owners that are gone to us; return how many."""
+    def _adopt(self, only: str | None = None) -> int:
+        """Move the entries of owners that are gone (or of the owner ``only``, if gone) to us; return how many."""
         adopted = 0
-        for token in self._db.owners():
+        for token in self._db.owners() if only is None else [only]:
             lock = self._owner.try_take(token)
             if lock is None:
                 continue
