@@ -824,20 +824,20 @@ def _create_private(path: str) -> None:
     """Create the database file with mode 0600 (or make an older one 0600) before SQLite opens it.
 
     SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode, whatever the umask.
-    An existing file is never opened here: closing a descriptor of it would drop every POSIX lock this
-    process holds on it, SQLite's included (another :class:`StateDB` of this process may have it open),
-    and the next process to close the database would then take itself for the last one and delete the
-    WAL, with what this process wrote since, under its connection.
+    An existing file is never opened here: closing any descriptor of it would drop every POSIX lock
+    this process's SQLite connections hold on it, and another process closing its own connection
+    would then take itself for the last one and delete the write-ahead log under them.
     """
     try:
-        st = os.stat(path)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        try:  # a new file: no connection of this process can hold a lock on it
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
-        except FileExistsError:  # created meanwhile by another process
-            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except FileExistsError:  # made meanwhile by another process
+            return
+        os.close(fd)  # a file made just now: no connection of this process has it open
         return
-    if os.name == "posix" and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+    if os.name == "posix" and mode & 0o077:
         # made by s3bp <= 0.2 with SQLite's default 0644; another user's file is left as it is
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError, PermissionError):

@@ -299,3 +299,27 @@ def test_the_open_lock_makes_a_second_opener_wait_for_a_rebuild(state):
     lock.release()
     assert opened.wait(30) == 0
     assert len(_asides(state)) == 1
+
+
+def test_a_second_state_db_in_one_process_keeps_the_first_ones_locks(tmp_path):
+    """Opening the database again in a process that has it open must not drop that process's SQLite locks.
+
+    Closing any descriptor of the file drops every POSIX lock the process holds on it; another process
+    closing its connection then takes itself for the last one and deletes the write-ahead log under the first.
+    """
+    path = tmp_path / "state.sqlite3"
+    first = StateDB(path)
+    try:
+        record = SyncRecord(
+            path=str(tmp_path / "f"), endpoint="http://127.0.0.1:1", bucket="b", key="k", etag='"e"', size=1, mtime_ns=1, verified_at=1.0
+        )
+        first.put_record(record)
+        assert os.path.exists(f"{path}-wal")
+        second = StateDB(path)  # e.g. a second Store in the same process
+        second.close()
+        other = f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('SELECT count(*) FROM records').fetchall(); c.close()"
+        subprocess.run([sys.executable, "-c", other], check=True)
+        assert os.path.exists(f"{path}-wal"), "another process's close deleted the write-ahead log of a database still open here"
+        assert first.record(str(tmp_path / "f")) is not None
+    finally:
+        first.close()
