@@ -816,6 +816,11 @@ class Store:
 
     def close(self) -> None:
         """Wait for every upload, then release the journal (failed uploads stay in it)."""
+        queue = self._queue
+        if queue is not None and os.getpid() == self._pid:
+            # waited for first: its uploads use this store's database (let go of it now, they would open it again)
+            atexit.unregister(self._at_exit)
+            queue.close()
         with self._lock:
             queue, db = self._queue, self._db
             self._queue = self._db = None

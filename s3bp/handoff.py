@@ -12,6 +12,7 @@ can deliver is left. One uploader works per state directory at a time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -82,7 +83,11 @@ def hand_over_on_sigterm(pending: Callable[[], bool], config: str | os.PathLike[
     import signal
     import threading
 
+    from .locks import forked
+
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    if forked():  # a forked worker: its parent adopts what it leaves (see _default_sigterm_at_fork)
         return
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -91,7 +96,31 @@ def hand_over_on_sigterm(pending: Callable[[], bool], config: str | os.PathLike[
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
+    global _on_sigterm
+    _on_sigterm = on_sigterm
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+#: The SIGTERM handler :func:`hand_over_on_sigterm` installed in this process, if any.
+_on_sigterm: Callable[[int, Any], None] | None = None
+
+
+def _default_sigterm_at_fork() -> None:
+    """In a forked child (a multiprocessing worker): SIGTERM back to its default action, ending the process at once.
+
+    A handler written in Python runs only when the main thread gets back to the interpreter; a worker whose main
+    thread waits in a lock (a pool's task queue) while a SIGTERM lands on one of its upload threads never would, and
+    ``Pool.terminate()`` would wait for it for ever. What such a worker leaves journaled, its parent adopts.
+    """
+    import signal
+
+    if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        with contextlib.suppress(ValueError):  # not the main thread after all: nothing to restore from here
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_at_fork)
 
 
 def running(state_dir: str | os.PathLike[str]) -> int | None:

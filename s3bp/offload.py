@@ -197,6 +197,14 @@ class ChildLink:
                 self._returning = set()
                 self._cond.notify_all()
 
+    def halted(self) -> bool:
+        """Whether the child is stopped by a signal (SIGSTOP): it answers nothing until it is continued (Linux; elsewhere False)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b")", 1)[1].split()[0] == b"T"
+        except (OSError, IndexError):
+            return False
+
     def stop(self) -> None:
         """Kill the child (e.g. one still starting when this process would rather upload itself): its entries come back."""
         self.stopped = True

@@ -61,6 +61,9 @@ PERMANENT = (ConflictError, AccessDeniedError, BucketNotFoundError, CredentialsE
 
 _STOP = object()
 
+#: How often a wait looks whether a child uploader it waits for was stopped by a signal (seconds).
+HALT_CHECK = 1.0
+
 #: How many child uploader processes one queue starts at most (one at a time); after that, its threads upload.
 MAX_CHILDREN = 3
 
@@ -79,6 +82,14 @@ class UploadFuture(Future):
         self.bucket, self.key, self.path = bucket, key, path
         self.entry_id: str | None = None  #: the journal entry this save made (None: not journaled by this call)
         self.unchanged: bool | None = None  #: set when done: True if no upload was needed (S3 held these bytes already)
+
+    def cancel(self) -> bool:
+        """Refuse, returning False: the save is journaled and goes up whatever this handle says (``s3bp.forget`` drops it).
+
+        A cancelled future could not be told the upload's outcome, and the
+        thread telling it would stop there.
+        """
+        return False
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -515,18 +526,28 @@ class UploadQueue:
             return
         if not child.stopped:
             logger.warning("s3bp: the uploader process (pid %d) ended with %d upload(s) unfinished; they continue here", child.pid, len(waiting))
-        try:
-            self._adopt()
+        try:  # its entries only: others' left by processes that are gone are adopted where they are also queued
+            self._adopt(only=child.token)
         except S3bpError:
             logger.exception("s3bp: could not take back the uploads of the uploader process (pid %d)", child.pid)
-        for entry_id, (fut, report) in waiting.items():
+        jobs: list[_Job] = []
+        gone: list[tuple[int, UploadFuture]] = []  # entries no longer journaled, with the number of jobs saved before them
+        for entry_id, (fut, report) in waiting.items():  # in the order they were saved
             entry = self._db.entry(entry_id)
-            if entry is None:  # uploaded (or superseded) before the child could say so
-                fut.set_result(fut.key)
+            if entry is None:  # uploaded, or superseded by a newer save, before the child could say so
+                gone.append((len(jobs), fut))
             elif entry.owner == self._owner.token:
-                self._enqueue(_Job(entry, [fut], report))
+                jobs.append(_Job(entry, [fut], report))
             else:  # taken over by another process meanwhile: it answers for it
                 fut.set_result(fut.key)
+        for before, fut in gone:
+            newer = [j for j in jobs[before:] if (j.entry.bucket, j.entry.key) == (fut.bucket, fut.key)]
+            if newer:  # a newer save of its object is still to upload: it answers for this one, as in a queue
+                newer[-1].futures.append(fut)
+            else:
+                fut.set_result(fut.key)
+        for job in jobs:
+            self._enqueue(job)
 
     def take(self, entry_id: str) -> UploadFuture | None:
         """Queue our journaled entry ``entry_id`` (named by the process that saved it for us); its future, None when it is
@@ -635,7 +656,14 @@ class UploadQueue:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._lock.wait(remaining)
+                if not self._links:
+                    self._lock.wait(remaining)
+                    continue
+                self._lock.wait(HALT_CHECK if remaining is None else min(remaining, HALT_CHECK))
+                for link in self._links:  # a child stopped by a signal would keep this waiting until continued
+                    if link.alive and link.pending() and link.halted():
+                        logger.warning("s3bp: the uploader process (pid %d) is stopped; it is ended and its uploads continue here", link.pid)
+                        link.stop()
         return True
 
     def active(self) -> int:
@@ -678,10 +706,10 @@ class UploadQueue:
                 seen.add(entry.object_id)
                 self._enqueue(_Job(entry))
 
-    def _adopt(self) -> int:
-        """Move the entries of owners that are gone to us; return how many."""
+    def _adopt(self, only: str | None = None) -> int:
+        """Move the entries of owners that are gone (or of the owner ``only``, if gone) to us; return how many."""
         adopted = 0
-        for token in self._db.owners():
+        for token in self._db.owners() if only is None else [only]:
             lock = self._owner.try_take(token)
             if lock is None:
                 continue
