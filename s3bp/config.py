@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -258,7 +259,8 @@ class ConfigFile:
         self, path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None, *,
         memo: str | os.PathLike[str] | None = None,
     ):  # fmt: skip
-        self.path = Path(path) if path is not None else config_path()
+        # absolute now: a later chdir (of this process, or the child uploader started from another directory) reads the same file
+        self.path = Path(os.path.abspath(path if path is not None else config_path()))
         self._memo = None if memo is None else Path(memo)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
@@ -433,8 +435,14 @@ def recalled(memo: Path, text: str) -> Any:
     """The parse of ``text`` remembered in ``memo``, or ``_UNKNOWN`` (no memo, another text, an unreadable file)."""
     import json
 
+    try:  # never through a symlink, never blocking on a FIFO planted there; only a regular file
+        fd = os.open(memo, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return _UNKNOWN
     try:
-        with open(memo, encoding="utf-8") as fh:
+        with os.fdopen(fd, encoding="utf-8") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return _UNKNOWN
             known = json.load(fh)
     except (OSError, ValueError):
         return _UNKNOWN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 
@@ -90,6 +91,29 @@ def test_a_memo_keeps_only_what_json_gives_back_exactly(tmp_path):
     path.write_text("max_workers: 3\n")
     assert ConfigFile(path, memo=memo).read()["max_workers"] == 3
     assert ConfigFile(path, memo=memo).read()["max_workers"] == 3 and '"max_workers": 3' in memo.read_text()
+
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks and FIFOs")
+def test_a_memo_is_read_only_from_a_regular_file_of_its_own(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_text("default_bucket: real\n")
+    forged = tmp_path / "elsewhere.json"
+    forged.write_text(json.dumps({"text": path.read_text(), "parsed": {"default_bucket": "forged"}}))
+    memo = tmp_path / "config.json"
+    memo.symlink_to(forged)  # a symlink planted at the memo's name is never followed
+    assert ConfigFile(path, memo=memo).read()["default_bucket"] == "real"
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # a FIFO there would block a reader for ever: it is not read
+    assert ConfigFile(path, memo=fifo).read()["default_bucket"] == "real"
+
+
+def test_a_relative_config_path_names_the_same_file_after_a_chdir(tmp_path, monkeypatch):
+    (tmp_path / "cfg.yml").write_text("default_bucket: here\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = ConfigFile("cfg.yml")
+    monkeypatch.chdir(tmp_path.parent)
+    assert cfg.read()["default_bucket"] == "here"
 
 
 def _add_mappings(path: str, worker: int, count: int) -> None:
