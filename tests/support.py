@@ -9,9 +9,12 @@ import pickle
 import queue
 import socket
 import struct
+import subprocess
+import sys
+import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,33 @@ def body(raw, bucket: str, key: str) -> bytes:
 def unpickled(raw, bucket: str, key: str) -> Any:
     """The object pickled at ``bucket``/``key``: ``pickle.loads(body(raw, bucket, key))``."""
     return pickle.loads(body(raw, bucket, key))
+
+
+def start_python(code: str, *args: str, **kwargs: Any) -> subprocess.Popen:
+    """Start ``code`` (dedented) in a new interpreter with this test's environment; pipes for its output."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+
+
+def eventually(check: Callable[[], Any], what: str, limit: float = 90.0) -> Any:
+    """Poll ``check()`` until it returns a true value (at most ``limit`` seconds, generous: no timing is asserted)."""
+    deadline = time.monotonic() + limit
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def stored(raw, bucket: str, key: str) -> Any:
+    """The unpickled object at ``key``, or None while there is none."""
+    try:
+        return unpickled(raw, bucket, key)
+    except raw.exceptions.NoSuchKey:
+        return None
 
 
 @contextlib.contextmanager

@@ -18,38 +18,15 @@ import time
 
 import s3bp
 
-from ..support import unpickled
-
-
-def run_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
-    """Start ``code`` in a new interpreter with this test's environment."""
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-    )
+from ..support import eventually, start_python, stored
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "s3bp", *args], capture_output=True, text=True, timeout=120)
 
 
-def eventually(check, what: str, limit: float = 90.0):
-    """Poll ``check()`` until it returns a true value (at most ``limit`` seconds, generous: no timing is asserted)."""
-    deadline = time.monotonic() + limit
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
 
 
-def stored(raw, bucket: str, key: str):
-    """The unpickled object at ``key``, or None while there is none."""
-    try:
-        return unpickled(raw, bucket, key)
-    except raw.exceptions.NoSuchKey:
-        return None
 
 
 def uploader_log() -> str:
@@ -130,7 +107,7 @@ def test_processes_opening_the_database_while_an_orphaned_child_finishes_break_n
     # uploader, `s3bp status`) open and close the database. The child used to open the database a second time there,
     # losing its locks, so one of them deleted the WAL under it ("disk I/O error", its later commits lost).
     proxy.always("delay:1")
-    proc = run_python(
+    proc = start_python(
         f"""
         import os, signal, s3bp
         for i in range(20):  # more than the child's eight threads: some start after its store began to close
@@ -192,7 +169,7 @@ def test_a_save_superseded_in_a_child_that_dies_does_not_report_success_before_i
 
 def test_a_parent_killed_between_saves_of_a_burst_still_gets_the_last_save_of_every_key_delivered(tmp_path, bucket, raw):
     for n, keys in ((1, 1), (9, 3), (60, 4), (250, 5)):
-        proc = run_python(
+        proc = start_python(
             f"""
             import os, signal, s3bp
             for i in range({n}):
@@ -255,7 +232,7 @@ def test_a_child_that_cannot_start_leaves_saves_to_this_process(tmp_path, bucket
 
 
 def test_multiprocessing_workers_forked_from_a_parent_with_a_child_uploader_still_upload(tmp_path, bucket, raw):
-    proc = run_python(
+    proc = start_python(
         f"""
         import multiprocessing as mp, s3bp
 
@@ -336,7 +313,7 @@ def test_cancelling_a_save_future_breaks_no_later_upload(tmp_path, bucket, raw, 
 
 def test_a_stopped_child_does_not_keep_its_parent_from_exiting(tmp_path, bucket, raw, proxy):
     proxy.always("delay:0.5")
-    proc = run_python(
+    proc = start_python(
         f"""
         import os, signal, time, s3bp
         futs = [s3bp.save_object(i, {str(tmp_path)!r} + f"/p{{i}}.pkl", {bucket!r}) for i in range(3)]
@@ -366,7 +343,7 @@ def test_a_forked_worker_blocked_in_a_lock_still_dies_of_sigterm(tmp_path, bucke
     # multiprocessing's Pool.terminate() sends SIGTERM to workers waiting for a task in a lock. A worker that inherited
     # s3bp's SIGTERM handler (or installed its own) only ran it once its main thread got back to Python: with the
     # signal landing on one of its upload threads instead, it never did, and the pool waited for it for ever.
-    proc = run_python(
+    proc = start_python(
         f"""
         import os, signal, threading, time, s3bp
         s3bp.save_object("parent", {str(tmp_path)!r} + "/fp.pkl", {bucket!r}, wait=True)

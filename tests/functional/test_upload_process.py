@@ -12,39 +12,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import s3bp
 from s3bp.errors import UploadError
 
-from ..support import unpickled
-
-
-def run_python(code: str, **kwargs) -> subprocess.Popen:
-    """Start ``code`` in a new interpreter with this test's environment."""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def eventually(check, what: str, limit: float = 60.0):
-    """Poll ``check()`` until it returns a true value (at most ``limit`` seconds, generous: no timing is asserted)."""
-    deadline = time.monotonic() + limit
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
-
-
-def stored(raw, bucket: str, key: str):
-    """The unpickled object at ``key``, or None while there is none."""
-    try:
-        return unpickled(raw, bucket, key)
-    except raw.exceptions.NoSuchKey:
-        return None
+from ..support import eventually, start_python, stored, unpickled
 
 
 def child_of(pid: int) -> bool:
@@ -80,7 +54,7 @@ def test_upload_process_false_keeps_uploads_in_this_process(tmp_path, bucket, ra
 
 def test_parent_killed_right_after_save_still_uploads(tmp_path, bucket, raw, proxy):
     proxy.always("delay:1")  # the upload is still in flight when the parent dies
-    proc = run_python(
+    proc = start_python(
         f"""
         import os, signal, s3bp
         for i in range(3):
