@@ -20,6 +20,7 @@ The queue knows nothing of S3: it calls the ``upload`` function it is given.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -432,13 +433,21 @@ class UploadQueue:
         owner = (child.token, child.pid) if child is not None else None
         where = {"endpoint": endpoint, "profile": profile, "region": region}
         out: list[UploadFuture | OSError | S3bpError] = []
-        journaled: list[JournalEntry | OSError | S3bpError] = []
-        for batch in _batches(saves):
-            with self._path_locks.hold_all(save.path for save in batch):
-                journaled += self._journal_batch(batch, owner, where)
-            if sum(got.size for got in journaled if isinstance(got, JournalEntry)) >= START_BYTES or len(out) + len(journaled) == len(saves):
-                out += [got if isinstance(got, Exception) else self._queue_entry(got, child, wait) for got in journaled]
-                journaled = []
+        journaled: collections.deque[JournalEntry | OSError | S3bpError] = collections.deque()
+        try:
+            for batch in _batches(saves):
+                with self._path_locks.hold_all(save.path for save in batch):
+                    journaled += self._journal_batch(batch, owner, where)
+                if sum(got.size for got in journaled if isinstance(got, JournalEntry)) >= START_BYTES or len(out) + len(journaled) == len(saves):
+                    while journaled:
+                        got = journaled.popleft()
+                        out.append(got if isinstance(got, Exception) else self._queue_entry(got, child, wait))
+        finally:
+            # Cut short (an interrupt, say): what is journaled is saved, and uploads (or is handed off at exit) as any save.
+            while journaled:
+                got = journaled.popleft()
+                if isinstance(got, JournalEntry):
+                    self._queue_entry(got, child, wait)
         return out
 
     def _queue_entry(self, entry: JournalEntry, child: ChildLink | None, wait: bool) -> UploadFuture:

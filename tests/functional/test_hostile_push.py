@@ -1,0 +1,93 @@
+"""Attacks on the batched journal of a folder push (``UploadQueue.journal_many``): kills, interrupts, races, full disks.
+
+Every test talks to the moto server over HTTP; processes that must die are
+real subprocesses. No timing is asserted: conditions are polled with a
+generous bound.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import s3bp
+from s3bp.index import StateDB
+
+from ..support import eventually
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "s3bp", *args], capture_output=True, text=True, timeout=300)
+
+
+def state_dir() -> str:
+    return os.environ["S3BP_STATE_DIR"]
+
+
+def spool_names() -> set[str]:
+    try:
+        return set(os.listdir(os.path.join(state_dir(), "spool")))
+    except FileNotFoundError:
+        return set()
+
+
+def journal_rows() -> list:
+    db = StateDB(os.path.join(state_dir(), "state.sqlite3"))
+    try:
+        return db.entries()
+    finally:
+        db.close()
+
+
+def make_tree(folder, n: int, size: int = 64) -> dict[str, bytes]:
+    files = {f"d{i % 10}/f{i:05d}.bin": (f"{i:05d}".encode() * (size // 5 + 1))[:size] for i in range(n)}
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def in_s3(raw, bucket: str, prefix: str) -> dict[str, bytes]:
+    out = {}
+    for page in raw.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            out[obj["Key"][len(prefix):]] = raw.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+    return out
+
+
+def _stopped_mid_journal(folder, sig) -> subprocess.CompletedProcess:
+    """``s3bp push folder``, sent ``sig`` once it has journaled a few batches and before any upload (small files: every
+    upload waits until all are journaled)."""
+    proc = subprocess.Popen([sys.executable, "-m", "s3bp", "push", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: len(spool_names()) >= 150 or proc.poll() is not None, "the push journaled 150 files")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_an_interrupted_push_uploads_what_it_journaled_and_calls_nothing_failed(tmp_path, bucket, raw):
+    # Ctrl-C while a push journals: the batches journaled so far were held back from the upload queue (their uploads
+    # start when the last batch is done), so the interrupt left them unqueued; at exit they were called "failed" and
+    # waited for the next process, instead of being uploaded (or handed off) like every other journaled save.
+    folder = tmp_path / "data"
+    files = make_tree(folder, 600)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    res = _stopped_mid_journal(folder, signal.SIGINT)
+    assert res.returncode == 1 and "s3bp: interrupted" in res.stderr, res.stderr
+    assert "failed" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+    eventually(lambda: journal_rows() == [], "the journaled files were uploaded")
+    assert spool_names() == set()
+    got = in_s3(raw, bucket, "data/")
+    assert got and all(files[rel] == data for rel, data in got.items())
+    res = cli("push", str(folder))
+    assert res.returncode == 0, res.stderr
+    assert in_s3(raw, bucket, "data/") == files
+    assert journal_rows() == [] and spool_names() == set()
+
