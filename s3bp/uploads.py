@@ -490,17 +490,17 @@ class UploadQueue:
                 else:
                     out.append(entry)
                     ready.append(entry)
-            try:
-                added = iter(self._db.add_entries(ready))
-            except (OSError, S3bpError) as exc:
-                for entry in ready:
-                    remove(entry.spool)
-                ready = []
-                return [got if isinstance(got, Exception) else exc for got in out]
         except BaseException:
             for entry in ready:
                 remove(entry.spool)
             raise
+        try:
+            added = iter(self._db.add_entries(ready))
+        except (OSError, S3bpError) as exc:
+            for entry in ready:
+                remove(entry.spool)
+            return [got if isinstance(got, Exception) else exc for got in out]
+        # An interrupt in add_entries may come after its commit: the snapshots stay (sweep_spool removes those with no row).
         return [got if isinstance(got, Exception) else next(added) for got in out]
 
     def _snapshot(self, save: Save, owner: tuple[str, int] | None, where: dict[str, Any]) -> JournalEntry:

@@ -91,3 +91,35 @@ def test_an_interrupted_push_uploads_what_it_journaled_and_calls_nothing_failed(
     assert in_s3(raw, bucket, "data/") == files
     assert journal_rows() == [] and spool_names() == set()
 
+
+def test_an_interrupt_right_after_a_batch_is_committed_leaves_no_row_without_its_snapshot(tmp_path, bucket, raw, monkeypatch):
+    # The interrupt lands as the batch's transaction returns: its rows are committed, and the snapshots they name
+    # were deleted as if nothing had been journaled; those uploads could then never be made.
+    folder = tmp_path / "data"
+    files = make_tree(folder, 200)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    s3bp.configure(upload_process=False)
+    real = StateDB.add_entries
+    calls = []
+
+    def committed_then_interrupted(self, entries):
+        added = real(self, entries)
+        calls.append(len(added))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return added
+
+    monkeypatch.setattr(StateDB, "add_entries", committed_then_interrupted)
+    try:
+        s3bp.push(folder)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt was swallowed")
+    monkeypatch.setattr(StateDB, "add_entries", real)
+    rows = journal_rows()
+    assert all(os.path.exists(r.spool) for r in rows), [r.path for r in rows if not os.path.exists(r.spool)]
+    s3bp.flush()
+    assert s3bp.push(folder).ok
+    assert in_s3(raw, bucket, "data/") == files
+    assert journal_rows() == []
