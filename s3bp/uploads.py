@@ -325,6 +325,7 @@ class UploadQueue:
         sweep_spool(db, spool_dir)  # snapshots left by processes killed between their copy and their journal row
         self._uploader_args, self._children = uploader, 0
         self._idle = False  # whether entries of ours may sit in the journal unqueued (failed, adopted): else none to supersede
+        self._journaling: set[str] = set()  # ids journaled by a journal_many still running, not queued yet (under _lock)
         self._child: ChildLink | None = None
         self._links: list[ChildLink] = []  # every child started, while it has entries unsettled
         self._child_lock = threading.Lock()
@@ -441,14 +442,22 @@ class UploadQueue:
                 if sum(got.size for got in journaled if isinstance(got, JournalEntry)) >= START_BYTES or len(out) + len(journaled) == len(saves):
                     while journaled:
                         got = journaled.popleft()
-                        out.append(got if isinstance(got, Exception) else self._queue_entry(got, child, wait))
+                        out.append(got if isinstance(got, Exception) else self._queue_held(got, child, wait))
         finally:
             # Cut short (an interrupt, say): what is journaled is saved, and uploads (or is handed off at exit) as any save.
             while journaled:
                 got = journaled.popleft()
                 if isinstance(got, JournalEntry):
-                    self._queue_entry(got, child, wait)
+                    self._queue_held(got, child, wait)
         return out
+
+    def _queue_held(self, entry: JournalEntry, child: ChildLink | None, wait: bool) -> UploadFuture:
+        """Queue an entry journal_many held back (see :meth:`_queue_entry`); it counts as queued until then."""
+        try:
+            return self._queue_entry(entry, child, wait)
+        finally:
+            with self._lock:
+                self._journaling.discard(entry.id)
 
     def _queue_entry(self, entry: JournalEntry, child: ChildLink | None, wait: bool) -> UploadFuture:
         """Hand a journaled entry to the child uploader (``child``), else to this process's workers; its future."""
@@ -494,9 +503,15 @@ class UploadQueue:
             for entry in ready:
                 remove(entry.spool)
             raise
+        with self._lock:  # queued, as far as this process's readers of the journal can tell, from its first moment there
+            self._journaling.update(entry.id for entry in ready)
         try:
             added = iter(self._db.add_entries(ready))
-        except (OSError, S3bpError) as exc:
+        except BaseException as exc:
+            with self._lock:  # interrupted after its commit, a row is left to a flush or the next process
+                self._journaling.difference_update(entry.id for entry in ready)
+            if not isinstance(exc, (OSError, S3bpError)):
+                raise
             for entry in ready:
                 remove(entry.spool)
             return [got if isinstance(got, Exception) else exc for got in out]
@@ -790,7 +805,7 @@ class UploadQueue:
         """The ids of entries queued or in flight in this process or its child uploader."""
         with self._lock:
             ids = {job.entry.id for slot in self._slots.values() for job in (slot.in_flight, slot.queued) if job}
-            return ids.union(*(link.waiting_ids() for link in self._links))
+            return ids.union(self._journaling, *(link.waiting_ids() for link in self._links))
 
     def _queue_idle_entries(self, held: bool = True) -> None:
         """Queue every journaled entry of ours that is not queued or in flight, newest first.
@@ -931,6 +946,7 @@ class UploadQueue:
                     states[slot.in_flight.entry.id] = "in flight"
                 if slot.queued:
                     states[slot.queued.entry.id] = "queued"
+            states.update(dict.fromkeys(self._journaling, "queued"))
             child = self._child
             handed: set[str] = child.waiting_ids() if child is not None else set()
         out = describe_journal(self._db, self._owner.dir, mine=(self._owner.token, states))

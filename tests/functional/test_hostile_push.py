@@ -11,9 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import s3bp
 from s3bp.index import StateDB
+from s3bp.uploads import SPOOL_GRACE, sweep_spool
 
 from ..support import eventually
 
@@ -123,3 +126,58 @@ def test_an_interrupt_right_after_a_batch_is_committed_leaves_no_row_without_its
     assert s3bp.push(folder).ok
     assert in_s3(raw, bucket, "data/") == files
     assert journal_rows() == []
+
+
+def test_a_push_killed_while_it_journals_is_completed_by_the_next_push(tmp_path, bucket, raw):
+    folder = tmp_path / "data"
+    files = make_tree(folder, 600)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    res = _stopped_mid_journal(folder, signal.SIGKILL)
+    assert res.returncode == -signal.SIGKILL
+    rows = journal_rows()
+    assert rows and all(os.path.exists(r.spool) for r in rows)  # every journaled save has its snapshot
+    rowless = spool_names() - {r.id for r in rows}
+    assert len(rowless) < 64  # at most the batch that was being copied: no row, no upload
+    res = cli("push", str(folder))
+    assert res.returncode == 0 and "failed" not in res.stderr, res.stderr
+    assert in_s3(raw, bucket, "data/") == files
+    assert journal_rows() == [] and spool_names() == rowless
+    db = StateDB(os.path.join(state_dir(), "state.sqlite3"))
+    try:  # what a process started once they are old enough removes
+        swept = sweep_spool(db, os.path.join(state_dir(), "spool"), now=time.time() + SPOOL_GRACE + 1)
+        assert {os.path.basename(p) for p in swept} == rowless
+    finally:
+        db.close()
+    assert spool_names() == set()
+
+
+def test_a_push_still_journaling_shows_its_saves_as_queued_not_failed(tmp_path, bucket, raw, monkeypatch):
+    # The batches journaled before the last one wait for it before they are queued; meanwhile they were neither queued
+    # nor in flight, so this process took them for failed uploads: pending_uploads() said "failed", and a flush() or
+    # a save's clean-up in another thread could treat them as left-overs.
+    folder = tmp_path / "data"
+    files = make_tree(folder, 200)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    s3bp.configure(upload_process=False)
+    real = StateDB.add_entries
+    paused, go = threading.Event(), threading.Event()
+
+    def third_batch_waits(self, entries):
+        if len(entries) > 1 and len(journal_rows()) >= 128 and not go.is_set():
+            paused.set()
+            go.wait(120)
+        return real(self, entries)
+
+    monkeypatch.setattr(StateDB, "add_entries", third_batch_waits)
+    reports = []
+    pusher = threading.Thread(target=lambda: reports.append(s3bp.push(folder)))
+    pusher.start()
+    try:
+        assert paused.wait(120)
+        states = {p.state for p in s3bp.pending_uploads()}
+        assert len(s3bp.pending_uploads()) == 128 and states == {"queued"}, states
+    finally:
+        go.set()
+        pusher.join(120)
+    assert reports and reports[0].ok and len(reports[0].uploaded) == 200
+    assert in_s3(raw, bucket, "data/") == files
