@@ -154,9 +154,11 @@ def make_snapshot(src: str, dest: str | os.PathLike[str], *, part_size: int | No
     way: the ETag of exactly what was copied, without a second read.
 
     The snapshot is created exclusively (mode 0600) and removed again if the
-    copy fails or is interrupted part-way.
+    copy fails or is interrupted part-way. Only a regular file is copied:
+    anything else now at ``src`` (a FIFO, a device) raises an
+    :class:`OSError` naming ``src``, without waiting for a writer.
     """
-    with open(src, "rb") as fin:
+    with open(_open_regular(src), "rb") as fin:
         fd = _create_exclusive(dest, 0o600)
         try:
             with open(fd, "wb") as fout:
@@ -167,6 +169,21 @@ def make_snapshot(src: str, dest: str | os.PathLike[str], *, part_size: int | No
         except BaseException:
             remove(dest)
             raise
+
+
+def _open_regular(path: str) -> int:
+    """Open ``path`` for reading if it is a regular file (never blocking on a FIFO); its descriptor."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat_module.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat_module.S_ISREG(mode):  # (on a regular file, O_NONBLOCK changes nothing)
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _copy_hashing(fin: BinaryIO, fout: BinaryIO, part_size: int) -> str:

@@ -16,7 +16,7 @@ import time
 
 import s3bp
 from s3bp.index import StateDB
-from s3bp.uploads import SPOOL_GRACE, sweep_spool
+from s3bp.uploads import SPOOL_GRACE, UploadQueue, sweep_spool
 
 from ..support import eventually
 
@@ -181,3 +181,44 @@ def test_a_push_still_journaling_shows_its_saves_as_queued_not_failed(tmp_path, 
         pusher.join(120)
     assert reports and reports[0].ok and len(reports[0].uploaded) == 200
     assert in_s3(raw, bucket, "data/") == files
+
+
+def test_files_swapped_between_the_survey_and_their_snapshot_fail_alone(tmp_path, bucket, raw, monkeypatch):
+    # A file replaced by a FIFO after the survey: the snapshot's open waited for a writer for ever, holding the path locks
+    # of its whole batch (every save of those paths, in every process, waited too); and once something was written
+    # to it, the failure blamed s3bp's state directory.
+    folder = tmp_path / "data"
+    files = make_tree(folder, 10)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    s3bp.configure(upload_process=False)
+    gone, became_dir, became_fifo = (str(folder / rel) for rel in ("d1/f00001.bin", "d2/f00002.bin", "d3/f00003.bin"))
+    real = UploadQueue.journal_many
+
+    def swapped(self, saves, **kwargs):
+        os.unlink(gone)
+        os.unlink(became_dir)
+        os.mkdir(became_dir)
+        os.unlink(became_fifo)
+        os.mkfifo(became_fifo)
+        return real(self, saves, **kwargs)
+
+    monkeypatch.setattr(UploadQueue, "journal_many", swapped)
+    reports = []
+    pusher = threading.Thread(target=lambda: reports.append(s3bp.push(folder)), daemon=True)
+    pusher.start()
+    pusher.join(60)
+    if pusher.is_alive():  # let it go: it waits for a writer of the FIFO
+        fd = os.open(became_fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"written to the FIFO")
+        os.close(fd)
+        pusher.join(60)
+        raise AssertionError("the push waited for a writer of a FIFO")
+    (report,) = reports
+    failed = dict(report.failed)
+    assert sorted(failed) == sorted([gone, became_dir, became_fifo])
+    for path, why in failed.items():
+        assert path in why and "state directory" not in why, why
+    assert "not a regular file" in failed[became_fifo]
+    others = {rel: data for rel, data in files.items() if str(folder / rel) not in failed}
+    assert in_s3(raw, bucket, "data/") == others
+    assert journal_rows() == [] and spool_names() == set()
