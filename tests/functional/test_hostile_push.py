@@ -19,6 +19,7 @@ from s3bp.index import StateDB
 from s3bp.uploads import SPOOL_GRACE, UploadQueue, sweep_spool
 
 from ..support import eventually
+from .test_state_faults import small_disk, use_state_dir
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -222,3 +223,23 @@ def test_files_swapped_between_the_survey_and_their_snapshot_fail_alone(tmp_path
     others = {rel: data for rel, data in files.items() if str(folder / rel) not in failed}
     assert in_s3(raw, bucket, "data/") == others
     assert journal_rows() == [] and spool_names() == set()
+
+
+def test_a_state_disk_filling_up_mid_batch_fails_only_the_files_it_could_not_hold(tmp_path, bucket, raw, monkeypatch):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    files = {f"f{i:02d}.bin": os.urandom(100 * 1024) for i in range(30)}  # 3 MB: one batch, on a 1 MB disk
+    for rel, data in files.items():
+        (folder / rel).write_bytes(data)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    with small_disk(tmp_path / "disk") as disk:
+        state = disk / "state"
+        use_state_dir(monkeypatch, state)
+        s3bp.configure(upload_process=False)
+        report = s3bp.push(folder)
+        assert report.uploaded and report.failed, report.summary()
+        for path, why in report.failed:
+            assert path in why and str(state) in why and "space" in why, why
+        assert sorted(report.uploaded + [p for p, _ in report.failed]) == sorted(str(folder / rel) for rel in files)
+        assert in_s3(raw, bucket, "data/") == {os.path.basename(p): files[os.path.basename(p)] for p in report.uploaded}
+        assert s3bp.pending_uploads() == [] and os.listdir(state / "spool") == []  # no partial snapshot, no row left
