@@ -18,7 +18,7 @@ import s3bp
 from s3bp.index import StateDB
 from s3bp.uploads import SPOOL_GRACE, UploadQueue, sweep_spool
 
-from ..support import eventually
+from ..support import eventually, start_python
 from .test_state_faults import small_disk, use_state_dir
 
 
@@ -243,3 +243,62 @@ def test_a_state_disk_filling_up_mid_batch_fails_only_the_files_it_could_not_hol
         assert sorted(report.uploaded + [p for p, _ in report.failed]) == sorted(str(folder / rel) for rel in files)
         assert in_s3(raw, bucket, "data/") == {os.path.basename(p): files[os.path.basename(p)] for p in report.uploaded}
         assert s3bp.pending_uploads() == [] and os.listdir(state / "spool") == []  # no partial snapshot, no row left
+
+
+def test_a_save_made_while_another_process_pushes_the_folder_wins_without_a_conflict(tmp_path, bucket, raw):
+    import pickle
+
+    folder = tmp_path / "data"
+    files = make_tree(folder, 600)
+    target = folder / "d0" / "f00000.bin"  # in the pusher's first batch: journaled, its upload held back
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    pusher = subprocess.Popen([sys.executable, "-m", "s3bp", "push", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: len(spool_names()) >= 150 or pusher.poll() is not None, "the push journaled 150 files")
+        s3bp.save_object("mine, newer", target, bucket, wait=True)
+        out, err = pusher.communicate(timeout=300)
+    finally:
+        if pusher.poll() is None:
+            pusher.kill()
+    assert pusher.returncode == 0 and "0 conflicts, 0 failed" in out, out[-500:] + err
+    assert pickle.loads(raw.get_object(Bucket=bucket, Key="data/d0/f00000.bin")["Body"].read()) == "mine, newer"
+    assert s3bp.load_object(target, bucket) == "mine, newer"
+    rest = {rel: data for rel, data in files.items() if rel != "d0/f00000.bin"}
+    assert {rel: data for rel, data in in_s3(raw, bucket, "data/").items() if rel != "d0/f00000.bin"} == rest
+    s3bp.flush()
+    assert journal_rows() == [] and spool_names() == set()
+
+
+def test_two_pushes_of_one_folder_at_once_both_succeed(tmp_path, bucket, raw):
+    folder = tmp_path / "data"
+    files = make_tree(folder, 200)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    pushes = [
+        subprocess.Popen([sys.executable, "-m", "s3bp", "push", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    done = [p.communicate(timeout=300) for p in pushes]
+    for p, (out, err) in zip(pushes, done):
+        assert p.returncode == 0 and "0 conflicts, 0 failed" in out and "Traceback" not in err, out[-500:] + err
+    assert in_s3(raw, bucket, "data/") == files
+    assert journal_rows() == [] and spool_names() == set()
+    res = cli("push", str(folder))
+    assert res.returncode == 0 and "uploaded 0" in res.stdout, res.stdout
+
+
+def test_a_background_push_then_exit_leaves_every_file_uploaded(tmp_path, bucket, raw):
+    folder = tmp_path / "data"
+    files = make_tree(folder, 300)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    proc = start_python(
+        f"""
+        import s3bp
+        report = s3bp.push({str(folder)!r}, wait=False)
+        print(len(report.uploaded), len(report.failed), flush=True)
+        """
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.split() == ["300", "0"] and "Traceback" not in err, out + err
+    eventually(lambda: journal_rows() == [], "the background uploads finished", limit=240)
+    assert in_s3(raw, bucket, "data/") == files
+    eventually(lambda: spool_names() == set(), "the spool emptied")
