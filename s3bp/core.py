@@ -312,6 +312,37 @@ class Store:
 
             raise disk_error(exc, state_dir=self.state_dir, target=path, doing="save", default="state") from exc
 
+    def _journal_many(
+        self, data: dict[str, Any], saves: list[tuple[str, str, str, SyncRecord | None]], options: UploadOptions, wait: bool
+    ) -> list[UploadFuture | OSError | S3bpError]:
+        """Journal saves of files as they are now, given as (path, bucket, key, the object's sync record), e.g. a push's;
+        per file its future or what kept it from being journaled."""
+        from . import versioning
+        from .index import disk_error
+        from .labels import label
+        from .sending import digest_like
+        from .uploads import Save
+
+        db, queue = self._state()
+        wire = self._wire(data)
+        out: list[UploadFuture | OSError | S3bpError | None] = [None] * len(saves)
+        todo, where = [], []
+        for n, (path, bucket, key, synced) in enumerate(saves):
+            try:
+                versioning.check_writable(path, bucket, key)
+            except S3bpError as exc:
+                out[n] = exc
+                continue
+            todo.append(Save(path, bucket, key, label(options, data, path), digest=digest_like(synced)))
+            where.append(n)
+        try:
+            got = queue.journal_many(todo, endpoint=wire.endpoint, profile=data["profile"], region=wire.region, wait=wait)
+        except OSError as exc:
+            raise disk_error(exc, state_dir=self.state_dir, target=None, doing="save", default="state") from exc
+        for n, save, one in zip(where, todo, got):
+            out[n] = disk_error(one, state_dir=self.state_dir, target=save.path, doing="save", default="state") if isinstance(one, OSError) else one
+        return [one for one in out if one is not None]
+
     def _upload_entry(self, entry: JournalEntry) -> SyncRecord:
         """Send one journal entry to the endpoint it was saved for (see :func:`s3bp.sending.send_entry`)."""
         from .sending import send_entry
@@ -602,6 +633,7 @@ class Store:
             journal=lambda path, bucket, key, wait: self._journal(
                 data, path=path, bucket=bucket, key=key, source=path, options=label(options, data, path), wait=wait
             ),
+            journal_all=lambda saves, wait: self._journal_many(data, saves, options, wait),
             drop=lambda fut: self._state()[1].drop_ids({fut.entry_id} if fut.entry_id else set()), conditional=options.conflict == "raise",
             cache_dir=os.path.join(os.path.abspath(self.cache_dir), endpoint_id(endpoint)),
             list_as_of=lambda bucket, prefix, at: versioning.listing_as_of(wire(), bucket, prefix, at),

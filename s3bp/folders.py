@@ -94,6 +94,11 @@ class FolderReport:
         return line if self.listed else line + "; S3 not listed (every file had a sync record): `s3bp ls` shows what only S3 has"
 
 
+#: What ``FolderOps.journal_all`` takes (path, bucket, key, sync record per file) and gives (per file, a future or an error).
+_Saves = list[tuple[str, str, str, "SyncRecord | None"]]
+_Journaled = list["UploadFuture | OSError | S3bpError"]
+
+
 @dataclass(frozen=True)
 class FolderOps:
     """What a folder operation may do, handed to it by the store (never the store itself).
@@ -130,6 +135,9 @@ class FolderOps:
     cache_dir: str | None = None
     drop: Callable[[UploadFuture], None] = lambda fut: None
     conditional: bool = False
+    #: ``journal_all(saves, wait)``: ``journal`` for many files at once, given as (path, bucket, key, sync record);
+    #: per file its future or what kept it from being journaled
+    journal_all: Callable[[_Saves, bool], _Journaled] | None = None
     #: ``head(bucket, key)``: the object's :class:`~s3bp.remote.Head` (or Missing), for checks a listing cannot answer
     head: Callable[[str, str], Any] | None = None
 
@@ -535,11 +543,20 @@ def _download_all(
 def _upload_all(ops: FolderOps, uploads: list[FileState], report: FolderReport, tick: Callable, wait: bool) -> None:
     """Queue every upload (snapshot and journal first), then wait for them all if asked to."""
     futures = []
-    for f in uploads:
-        try:
-            futures.append((f, ops.journal(f.path, f.bucket, f.key, wait)))
-        except (OSError, S3bpError) as exc:
-            report.failed.append((f.path, str(exc)))
+    journaled: _Journaled = []
+    if ops.journal_all is not None:
+        journaled = ops.journal_all([(f.path, f.bucket, f.key, f.record) for f in uploads], wait)
+    else:
+        for f in uploads:
+            try:
+                journaled.append(ops.journal(f.path, f.bucket, f.key, wait))
+            except (OSError, S3bpError) as exc:
+                journaled.append(exc)
+    for f, got in zip(uploads, journaled):
+        if isinstance(got, Exception):
+            report.failed.append((f.path, str(got)))
+        else:
+            futures.append((f, got))
     for f, fut in futures:
         if wait:
             _attempt(report, f, functools.partial(_size_when_done, fut, f.size), report.uploaded)

@@ -675,31 +675,44 @@ class StateDB:
         JournalEntry
             ``entry`` with its ``seq``.
         """
+        return self.add_entries([entry])[0]
+
+    @_guarded
+    def add_entries(self, entries: list[JournalEntry]) -> list[JournalEntry]:
+        """Journal several saves in one transaction, in order (see :meth:`add_entry`); the entries with their ``seq``."""
         marks = ", ".join("?" * len(JournalEntry.__dataclass_fields__))
+        added = []
         with self._transaction() as conn:
-            if _has_returning():
-                row = conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value").fetchone()
-            else:  # SQLite before 3.35
-                conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
-                row = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
-            if row is None:  # the first save of this database
-                start = conn.execute(
-                    "SELECT max(coalesce((SELECT max(seq) FROM journal), 0), coalesce((SELECT max(saved_ns) FROM records), 0))"
-                ).fetchone()[0]
-                conn.execute("INSERT INTO counters (name, value) VALUES ('seq', ?)", (start + 1,))
-                seq = start + 1
-            else:
-                seq = row[0]
-            base_version = entry.base_version
-            if base_version is None:  # the version this save replaces, as this machine last synced it
-                base = conn.execute(
-                    "SELECT version_id FROM records WHERE path = ? AND endpoint = ? AND bucket = ? AND key = ?",
-                    (entry.path, entry.endpoint, entry.bucket, entry.key),
-                ).fetchone()
-                base_version = base[0] if base else None
-            entry = dataclasses.replace(entry, seq=seq, base_version=base_version)
-            conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
-        return entry
+            for entry in entries:
+                seq = self._next_seq(conn)
+                base_version = entry.base_version
+                if base_version is None:  # the version this save replaces, as this machine last synced it
+                    base = conn.execute(
+                        "SELECT version_id FROM records WHERE path = ? AND endpoint = ? AND bucket = ? AND key = ?",
+                        (entry.path, entry.endpoint, entry.bucket, entry.key),
+                    ).fetchone()
+                    base_version = base[0] if base else None
+                entry = dataclasses.replace(entry, seq=seq, base_version=base_version)
+                conn.execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES ({marks})", tuple(entry.__dict__.values()))
+                added.append(entry)
+        return added
+
+    @staticmethod
+    def _next_seq(conn: sqlite3.Connection) -> int:
+        """Take the next save sequence number (inside a write transaction)."""
+        if _has_returning():
+            row = conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value").fetchone()
+        else:  # SQLite before 3.35
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
+            row = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        if row is not None:
+            return int(row[0])
+        # the first save of this database
+        start = conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM journal), 0), coalesce((SELECT max(saved_ns) FROM records), 0))"
+        ).fetchone()[0]
+        conn.execute("INSERT INTO counters (name, value) VALUES ('seq', ?)", (start + 1,))
+        return int(start + 1)
 
     @_guarded
     def remove_entry(self, entry_id: str) -> None:

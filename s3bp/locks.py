@@ -12,7 +12,7 @@ import errno
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 try:
     import fcntl
@@ -161,12 +161,34 @@ class StripedLocks:
         self._pid = os.getpid()
         self._guards = [threading.Lock() for _ in range(self._stripes)]
 
+    def _stripe(self, name: str) -> int:
+        """The stripe ``name`` falls on."""
+        import hashlib  # here: OpenSSL's start-up is not for every command that imports this module
+
+        return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big") % self._stripes
+
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[None]:
         """Hold the lock of ``name`` for the duration of the block."""
-        import hashlib  # here: OpenSSL's start-up is not for every command that imports this module
+        with self._hold_stripe(self._stripe(name)):
+            yield
 
-        stripe = int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big") % self._stripes
+    @contextlib.contextmanager
+    def hold_all(self, names: Iterable[str]) -> Iterator[None]:
+        """Hold the locks of every name in ``names`` for the duration of the block.
+
+        Their stripes are taken in ascending order, each once: two holders of
+        several locks never wait for each other in a circle, and a holder of
+        one (:meth:`hold`) waits for nothing else while it holds it.
+        """
+        with contextlib.ExitStack() as stack:
+            for stripe in sorted({self._stripe(name) for name in names}):
+                stack.enter_context(self._hold_stripe(stripe))
+            yield
+
+    @contextlib.contextmanager
+    def _hold_stripe(self, stripe: int) -> Iterator[None]:
+        """Hold one stripe: its thread lock, then its file lock."""
         path = os.path.join(self._dir, f"{self._prefix}-{stripe:03d}.lock")
         if fcntl is None:  # pragma: no cover - Windows
             with FileLock(path):

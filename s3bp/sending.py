@@ -101,7 +101,11 @@ def _already_there(wire: Wire, entry: JournalEntry, extra: dict[str, Any], synce
 def snapshot_digest(db: StateDB, endpoint: str, path: str, bucket: str, key: str) -> Callable[[int], int | None]:
     """``digest(size)`` for :meth:`~s3bp.uploads.UploadQueue.journal`: how to hash a save's snapshot so that it can be
     compared with the version this machine last synced for the object (see :func:`~s3bp.freshness.snapshot_hashing`)."""
-    synced = record_of(db.record(path), endpoint, bucket, key)
+    return digest_like(record_of(db.record(path), endpoint, bucket, key))
+
+
+def digest_like(synced: SyncRecord | None) -> Callable[[int], int | None]:
+    """``digest(size)`` for a save whose object this machine last synced as ``synced`` (see :func:`snapshot_digest`)."""
     return lambda size: snapshot_hashing(synced, size, remote.upload_part_size)
 
 

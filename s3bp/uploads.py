@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +66,48 @@ HALT_CHECK = 1.0
 
 #: How many child uploader processes one queue starts at most (one at a time); after that, its threads upload.
 MAX_CHILDREN = 3
+
+#: How many saves :meth:`UploadQueue.journal_many` journals in one transaction, at most.
+BATCH_FILES = 64
+
+#: How many bytes :meth:`UploadQueue.journal_many` journals before it starts their uploads.
+START_BYTES = 64 << 20
+
+#: How many bytes of snapshots one such batch copies before its rows are written (one larger file is a batch alone).
+BATCH_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class Save:
+    """One save to journal: the local file ``path`` (whose bytes are in ``source`` now, default ``path``) for ``bucket``/``key``.
+
+    ``placed`` and ``digest`` are as for :meth:`UploadQueue.journal`.
+    """
+
+    path: str
+    bucket: str
+    key: str
+    options: UploadOptions
+    source: str = ""
+    placed: Callable[[], object] | None = None
+    digest: Callable[[int], int | None] | None = None
+
+
+def _batches(saves: list[Save]) -> Iterator[list[Save]]:
+    """``saves`` in batches of at most :data:`BATCH_FILES` files and about :data:`BATCH_BYTES` bytes (sizes as they are now)."""
+    batch: list[Save] = []
+    size = 0
+    for save in saves:
+        try:
+            size += os.stat(save.source or save.path).st_size
+        except OSError:
+            pass  # its snapshot says what is wrong
+        batch.append(save)
+        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 class UploadFuture(Future):
@@ -366,11 +408,41 @@ class UploadQueue:
             ``digest(size)``: the part size to compute the snapshot's ETag in while it is copied (0: one MD5;
             None: none), journaled so that an upload of bytes S3 already holds can be skipped.
         """
+        save = Save(path, bucket, key, options, source, placed, digest)
+        (got,) = self.journal_many([save], endpoint=endpoint, profile=profile, region=region, wait=wait)
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def journal_many(
+        self, saves: list[Save], *, endpoint: str, profile: str | None, region: str | None, wait: bool
+    ) -> list[UploadFuture | OSError | S3bpError]:
+        """Journal several saves (e.g. a folder push's files) and queue their uploads, as :meth:`journal` does each.
+
+        The saves are journaled a batch at a time (up to :data:`BATCH_FILES`
+        files or :data:`BATCH_BYTES` bytes): one transaction and one hold of
+        their path locks per batch. Their uploads start once
+        :data:`START_BYTES` are journaled (and at the end): journaling many
+        small files first costs less than doing it between the upload
+        threads, which would take the interpreter lock from it at every
+        system call. Returns, per save, its future or what kept it from being
+        journaled (the others go ahead).
+        """
         child = None if wait else self._uploader()
-        with self._path_locks.hold(path):
-            where = {"bucket": bucket, "key": key, "endpoint": endpoint, "profile": profile, "region": region}
-            owner = (child.token, child.pid) if child is not None else None
-            entry = self._journal_one(path, source, options, placed, digest, owner=owner, **where)
+        owner = (child.token, child.pid) if child is not None else None
+        where = {"endpoint": endpoint, "profile": profile, "region": region}
+        out: list[UploadFuture | OSError | S3bpError] = []
+        journaled: list[JournalEntry | OSError | S3bpError] = []
+        for batch in _batches(saves):
+            with self._path_locks.hold_all(save.path for save in batch):
+                journaled += self._journal_batch(batch, owner, where)
+            if sum(got.size for got in journaled if isinstance(got, JournalEntry)) >= START_BYTES or len(out) + len(journaled) == len(saves):
+                out += [got if isinstance(got, Exception) else self._queue_entry(got, child, wait) for got in journaled]
+                journaled = []
+        return out
+
+    def _queue_entry(self, entry: JournalEntry, child: ChildLink | None, wait: bool) -> UploadFuture:
+        """Hand a journaled entry to the child uploader (``child``), else to this process's workers; its future."""
         if self._idle:  # earlier failed saves of this object (ours, whoever uploads this one) are superseded now
             self._discard_older(entry if child is None else dataclasses.replace(entry, owner=self._owner.token))
         fut = UploadFuture(entry.bucket, entry.key, entry.path)
@@ -388,37 +460,62 @@ class UploadQueue:
         """Hold the lock saves of ``path`` take (every process of this state directory), e.g. to settle a conflict."""
         return self._path_locks.hold(path)
 
-    def _journal_one(
-        self, path: str, source: str, options: UploadOptions, placed: Callable[[], object] | None, digest: Callable[[int], int | None] | None,
-        owner: tuple[str, int] | None = None, **where: Any,
-    ) -> JournalEntry:
-        """Snapshot, placement, then journal row of one save.
+    def _journal_batch(self, batch: list[Save], owner: tuple[str, int] | None, where: dict[str, Any]) -> list[JournalEntry | OSError | S3bpError]:
+        """Snapshot and place each save of ``batch``, then write their journal rows in one transaction.
 
-        The new version is moved into place before its row is written: a
+        Each new version is moved into place before its row is written: a
         process killed in between leaves the newest version on disk (a load
         uses it, a later save or push uploads it), never a journaled version
         that the file on disk does not have, which a load could not tell from
-        a current copy within S3's whole second.
+        a current copy within S3's whole second. A save whose snapshot or
+        placement fails is left out (its error takes its place).
         """
-        st = os.stat(source)
+        out: list[JournalEntry | OSError | S3bpError] = []
+        ready: list[JournalEntry] = []
+        try:
+            for save in batch:
+                try:
+                    entry = self._snapshot(save, owner, where)
+                except (OSError, S3bpError) as exc:
+                    out.append(exc)
+                else:
+                    out.append(entry)
+                    ready.append(entry)
+            try:
+                added = iter(self._db.add_entries(ready))
+            except (OSError, S3bpError) as exc:
+                for entry in ready:
+                    remove(entry.spool)
+                ready = []
+                return [got if isinstance(got, Exception) else exc for got in out]
+        except BaseException:
+            for entry in ready:
+                remove(entry.spool)
+            raise
+        return [got if isinstance(got, Exception) else next(added) for got in out]
+
+    def _snapshot(self, save: Save, owner: tuple[str, int] | None, where: dict[str, Any]) -> JournalEntry:
+        """The entry of one save, its snapshot taken and its new version placed (its row not yet written)."""
+        st = os.stat(save.source or save.path)
         entry = self.new_entry(
             owner=owner,
-            path=path,
+            path=save.path,
+            bucket=save.bucket,
+            key=save.key,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
-            conflict=options.conflict,
-            extra_args=options.extra_args,
+            conflict=save.options.conflict,
+            extra_args=save.options.extra_args,
             **where,
         )
         try:
-            etag = make_snapshot(source, entry.spool, part_size=digest(st.st_size) if digest is not None else None)
-            entry = dataclasses.replace(entry, etag=etag)
-            if placed is not None:
-                placed()
-            return self._db.add_entry(entry)
+            etag = make_snapshot(save.source or save.path, entry.spool, part_size=save.digest(st.st_size) if save.digest is not None else None)
+            if save.placed is not None:
+                save.placed()
         except BaseException:
             remove(entry.spool)
             raise
+        return dataclasses.replace(entry, etag=etag)
 
     def _enqueue(self, job: _Job) -> None:
         """Place a journaled job in its object's slot, superseding older saves."""

@@ -185,3 +185,39 @@ def test_a_multipart_object_of_one_part_is_checked_as_it_streams(machines, raw, 
     assert server.store.pull(server.dir).ok and (server.dir / "one.bin").read_bytes() == data
     assert server.log.operations.count("GetObject") == 1 and "HeadObject" not in server.log.operations
     assert (record(server, "one.bin").etag, record(server, "one.bin").part_size) == (etag, len(data))
+
+
+def test_a_push_of_many_files_journals_them_in_batches_and_uploads_every_one(machine, raw, bucket):
+    """More files than one journal batch holds: every one is uploaded and recorded, and the journal is left empty."""
+    from s3bp.uploads import BATCH_FILES
+
+    laptop = machine("laptop", folder="project", bucket=bucket)
+    files = {f"d{i % 3}/f{i:04d}.bin": os.urandom(100 + i) for i in range(2 * BATCH_FILES + 7)}
+    for rel, data in files.items():
+        write(laptop.dir / rel, data)
+    report = laptop.store.push(laptop.dir)
+    assert report.ok and len(report.uploaded) == len(files)
+    db, queue = laptop.store._state()
+    for rel, data in files.items():
+        assert raw.get_object(Bucket=bucket, Key=f"project/{rel}")["Body"].read() == data
+        assert record(laptop, rel).size == len(data)
+    assert db.entries(queue._owner.token) == []  # every journal row was settled
+
+
+def test_journal_many_reports_a_file_it_cannot_snapshot_and_journals_the_others(machine, raw, bucket):
+    from s3bp.uploads import Save, UploadOptions
+
+    laptop = machine("laptop", folder="project", bucket=bucket)
+    names = ["a.bin", "gone.bin", "c.bin"]
+    for name in names:
+        write(laptop.dir / name, name.encode())
+    (laptop.dir / "gone.bin").unlink()
+    db, queue = laptop.store._state()
+    wire = laptop.store._wire(laptop.store.settings())
+    saves = [Save(str(laptop.dir / n), bucket, f"project/{n}", UploadOptions()) for n in names]
+    got = queue.journal_many(saves, endpoint=wire.endpoint, profile=None, region=wire.region, wait=True)
+    assert isinstance(got[1], FileNotFoundError)
+    assert [g.result() for g in (got[0], got[2])] == ["project/a.bin", "project/c.bin"]
+    assert raw.get_object(Bucket=bucket, Key="project/c.bin")["Body"].read() == b"c.bin"
+    assert not os.listdir(os.path.join(laptop.root, "state", "spool"))  # no snapshot left behind
+
