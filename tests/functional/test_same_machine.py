@@ -157,7 +157,7 @@ def test_an_upload_that_landed_but_was_never_recorded_is_no_conflict(tmp_path, b
     assert unpickled(raw, bucket, "obj.pkl") == "v4"
 
 
-@pytest.mark.parametrize("where", ["s3bp.localfiles.Placement.commit", "s3bp.index.StateDB.add_entry"])
+@pytest.mark.parametrize("where", ["s3bp.localfiles.Placement.commit", "s3bp.index.StateDB.add_entries"])
 def test_a_save_killed_half_way_never_leaves_a_stale_load(tmp_path, bucket, raw, where):
     path = tmp_path / "obj.pkl"
     s3bp.save_object("v1", path, bucket, wait=True)
