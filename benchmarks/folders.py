@@ -16,6 +16,13 @@ timed rounds. The last column is s3bp's own CPU time (user + system of its
 process, median): on a shared machine it moves less than the wall time, and
 every CPU-second s3bp spends is one the server (on the same cores) cannot use.
 
+Beside them runs a floor, not a peer: ``benchmarks/boto3_folder.py``, boto3
+alone on 8 threads (one ``put_object`` or ``get_object`` per file, no sync
+records, no snapshots, no checks of its own). It has no sync logic, so it
+moves every file in every phase: compare it on the first push and the first
+pull, where it is the least a Python tool built on boto3 costs against this
+server on this machine (``--no-floor`` leaves it out).
+
 A missing tool is skipped with a line saying how to install it: rclone from
 the OS (``apt-get install -y rclone``), awscli with pip into its own venv
 (``python -m venv ~/.venvs/awscli && ~/.venvs/awscli/bin/pip install
@@ -132,6 +139,19 @@ class Aws(Tool):
         return [self.exe, "s3", "sync", f"s3://{self.bucket}/{local.name}", str(local), "--endpoint-url", self.endpoint, "--only-show-errors"]
 
 
+class Boto3(Tool):
+    """The floor: boto3 alone, 8 threads, no bookkeeping (benchmarks/boto3_folder.py); not a peer, a reference."""
+
+    name = "boto3 floor"
+    script = str(Path(__file__).resolve().parent / "boto3_folder.py")
+
+    def push(self, local: Path) -> list[str]:
+        return [sys.executable, self.script, "push", str(local), self.bucket, local.name, self.endpoint]
+
+    def pull(self, local: Path) -> list[str]:
+        return [sys.executable, self.script, "pull", str(local), self.bucket, local.name, self.endpoint]
+
+
 def version(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -198,6 +218,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--aws", default=shutil.which("aws"), help="the aws executable (default: the one on PATH)")
     parser.add_argument("--no-count", action="store_true", help="skip the request-counting pass")
+    parser.add_argument("--no-floor", action="store_true", help="skip the boto3 floor (boto3 alone, no bookkeeping)")
     parser.add_argument("--out")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="s3bp-folders-"))
@@ -219,6 +240,8 @@ def main() -> int:
                 text.append(f"aws: {version([args.aws, '--version'])}")
             else:
                 print(f"aws not found: skipped (install it with `{Aws.install}`)")
+            if not args.no_floor:
+                tools.append(Boto3(b.endpoint, b.bucket, env))
             subprocess.run([sys.executable, "-m", "s3bp", "config"], env=env, capture_output=True)  # write s3bp's bytecode
             for set_name in args.sets.split(","):
                 files, size = SETS[set_name]
@@ -234,15 +257,16 @@ def main() -> int:
                 clear_bucket(b.raw, b.bucket)
                 shutil.rmtree(master)
                 names = [t.name for t in tools]
-                head = f"\n{files:,} files x {size:,} B\n\n| phase | " + " | ".join(names) + " | s3bp / best other | s3bp CPU |\n"
-                head += "|---" * (len(names) + 3) + "|\n"
+                head = f"\n{files:,} files x {size:,} B\n\n| phase | " + " | ".join(names) + " | s3bp / best peer | s3bp / floor | s3bp CPU |\n"
+                head += "|---" * (len(names) + 4) + "|\n"
                 rows = []
                 for phase in PHASES:
                     med = {n: statistics.median(times[(phase, n)]) for n in names}
-                    others = [med[n] for n in names if n != "s3bp"]
+                    others = [med[n] for n in names if n not in ("s3bp", Boto3.name)]
                     ratio = f"{med['s3bp'] / min(others):.2f}x" if others else ""
+                    floor = f"{med['s3bp'] / med[Boto3.name]:.2f}x" if Boto3.name in med else ""
                     cpu = statistics.median(times[(phase, "s3bp cpu")])
-                    rows.append(f"| {phase} | " + " | ".join(f"{med[n]:.2f} s" for n in names) + f" | {ratio} | {cpu:.2f} s |")
+                    rows.append(f"| {phase} | " + " | ".join(f"{med[n]:.2f} s" for n in names) + f" | {ratio} | {floor} | {cpu:.2f} s |")
                 if requests:
                     rows.append("")
                     rows.append("| requests | " + " | ".join(names) + " |")

@@ -381,6 +381,9 @@ def w4(b: Bench, reps: int = 10) -> None:
         loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env()).stderr.strip().splitlines()
         note = f"imports {loaded[-1]}" if loaded and loaded[-1] else "imports neither boto3 nor pandas"
         add("W4", f"{name}: over the bare interpreter", ms(median(cli) - bare), 60.0, " ms", f"goal <= 60 ms; {note}")
+    # ls DIR must list S3: what that costs at the least, as a new process
+    listing = timed(f"import boto3; boto3.client('s3', endpoint_url={b.endpoint!r}).list_objects_v2(Bucket={b.bucket!r}, Prefix='w4-folder/')")
+    add("W4", "  floor of ls DIR: import boto3, a client, one LIST; over the bare interpreter", ms(listing - bare), None, " ms")
 
 
 def _env() -> dict[str, str]:

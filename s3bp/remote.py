@@ -92,6 +92,8 @@ class Body:
     stream: Any
     ranged: bool = False  # ``stream`` answers the probe's range (at most PROBE_BYTES), not the whole object
     version_id: str | None = None  #: S3's VersionId of the object (None: the bucket never had versioning)
+    #: botocore checks ``stream``'s bytes, once read to the end, against a full-object checksum S3 sent (see :func:`_checksum_checked`)
+    checksummed: bool = False
     answer = Answer.BODY
 
 
@@ -344,7 +346,7 @@ class Wire:
         last_modified = resp["LastModified"].timestamp()
         return Body(
             resp["ETag"], _object_size(resp), last_modified, _encrypted(resp), resp["Body"], ranged=bool(resp.get("ContentRange")),
-            version_id=resp.get("VersionId"),
+            version_id=resp.get("VersionId"), checksummed=_checksum_checked(resp),
         )  # fmt: skip
 
     def fetch(self, body: Body, bucket: str, key: str, dest: str, *, progress: bool | None = None) -> int:
@@ -363,12 +365,15 @@ class Wire:
         multipart one part by part when the part size follows from the size
         and the number of parts (s3transfer's, as s3bp, boto3 and the AWS CLI
         upload); else the file is checked afterwards (see :meth:`_check_parts`).
-        botocore checks S3's checksum where S3 sends one (whole-object answers only).
+        botocore checks S3's checksum where S3 sends one (whole-object answers only);
+        a whole object in one answer whose full-object checksum botocore checks
+        (``body.checksummed``, as for s3bp's own uploads) is not hashed again:
+        its bytes are only counted.
 
         Returns
         -------
         int
-            The part size that reproduced a multipart ETag; 0 for any other ETag.
+            The part size that reproduced a multipart ETag; 0 for any other ETag, or when the ETag was not hashed.
 
         Raises
         ------
@@ -377,7 +382,8 @@ class Wire:
         """
         where = f"s3://{bucket}/{key}"
         same = {"VersionId": body.version_id} if body.version_id is not None else {}  # the rest comes from the same version
-        etag_of, part_size = _streamed_check(body)
+        checksummed = body.checksummed and not body.ranged  # all its bytes are in this one answer, checked by botocore
+        etag_of, part_size = (None, 0) if checksummed else _streamed_check(body)
         with _errors("download", bucket, key):
             if body.size >= MULTIPART_THRESHOLD and body.ranged:
                 body.stream.read()  # drain it: the connection goes back to the pool
@@ -412,8 +418,10 @@ class Wire:
                     if etag_of is not None:
                         got = etag_of(chunks())
                     else:
-                        for _ in chunks():
+                        for _ in chunks():  # botocore checks the checksum when the body is read to its end
                             pass
+            if checksummed:
+                return 0
             if etag_of is None:
                 return self._check_parts(body, bucket, key, dest)
             if got is not None and got.strip('"') != body.etag.strip('"').lower():
@@ -889,6 +897,20 @@ def _streamed_check(body: Body) -> tuple[Callable[[Iterable[bytes]], str] | None
     if parts_for(body.size, part_size) != count:
         return None, 0
     return functools.partial(multipart_etag, part_size=part_size), part_size
+
+
+def _checksum_checked(resp: dict[str, Any]) -> bool:
+    """Whether botocore checks the body of this GetObject answer against a full-object checksum when it is read to its end.
+
+    botocore wraps the body in a ``StreamingChecksumBody`` only when the
+    answer has an ``x-amz-checksum-<algorithm>`` header it can compute and
+    whose value is no composite one (``...-N``, a checksum of the parts'
+    checksums); a ``ChecksumType`` other than FULL_OBJECT (a store that says
+    COMPOSITE without the suffix) is not taken for one either.
+    """
+    from botocore.httpchecksum import StreamingChecksumBody
+
+    return isinstance(resp.get("Body"), StreamingChecksumBody) and str(resp.get("ChecksumType") or "FULL_OBJECT") == "FULL_OBJECT"
 
 
 def _md5_hex(chunks: Iterable[bytes]) -> str:
