@@ -71,9 +71,6 @@ MAX_CHILDREN = 3
 #: How many saves :meth:`UploadQueue.journal_many` journals in one transaction, at most.
 BATCH_FILES = 64
 
-#: How many bytes :meth:`UploadQueue.journal_many` journals before it starts their uploads.
-START_BYTES = 64 << 20
-
 #: How many bytes of snapshots one such batch copies before its rows are written (one larger file is a batch alone).
 BATCH_BYTES = 8 << 20
 
@@ -423,11 +420,8 @@ class UploadQueue:
 
         The saves are journaled a batch at a time (up to :data:`BATCH_FILES`
         files or :data:`BATCH_BYTES` bytes): one transaction and one hold of
-        their path locks per batch. Their uploads start once
-        :data:`START_BYTES` are journaled (and at the end): journaling many
-        small files first costs less than doing it between the upload
-        threads, which would take the interpreter lock from it at every
-        system call. Returns, per save, its future or what kept it from being
+        their path locks per batch, whose uploads start as soon as it is
+        journaled. Returns, per save, its future or what kept it from being
         journaled (the others go ahead).
         """
         child = None if wait else self._uploader()
@@ -439,10 +433,9 @@ class UploadQueue:
             for batch in _batches(saves):
                 with self._path_locks.hold_all(save.path for save in batch):
                     journaled += self._journal_batch(batch, owner, where)
-                if sum(got.size for got in journaled if isinstance(got, JournalEntry)) >= START_BYTES or len(out) + len(journaled) == len(saves):
-                    while journaled:
-                        got = journaled.popleft()
-                        out.append(got if isinstance(got, Exception) else self._queue_held(got, child, wait))
+                while journaled:
+                    got = journaled.popleft()
+                    out.append(got if isinstance(got, Exception) else self._queue_held(got, child, wait))
         finally:
             # Cut short (an interrupt, say): what is journaled is saved, and uploads (or is handed off at exit) as any save.
             while journaled:
@@ -452,7 +445,7 @@ class UploadQueue:
         return out
 
     def _queue_held(self, entry: JournalEntry, child: ChildLink | None, wait: bool) -> UploadFuture:
-        """Queue an entry journal_many held back (see :meth:`_queue_entry`); it counts as queued until then."""
+        """Queue an entry journal_many journaled (see :meth:`_queue_entry`); it counts as queued from its commit on."""
         try:
             return self._queue_entry(entry, child, wait)
         finally:

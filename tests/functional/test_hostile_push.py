@@ -77,9 +77,8 @@ def _stopped_mid_journal(folder, sig) -> subprocess.CompletedProcess:
 
 
 def test_an_interrupted_push_uploads_what_it_journaled_and_calls_nothing_failed(tmp_path, bucket, raw):
-    # Ctrl-C while a push journals: the batches journaled so far were held back from the upload queue (their uploads
-    # start when the last batch is done), so the interrupt left them unqueued; at exit they were called "failed" and
-    # waited for the next process, instead of being uploaded (or handed off) like every other journaled save.
+    # Ctrl-C while a push journals: the batches journaled so far must be uploaded (or handed off) like every other
+    # journaled save, never left unqueued, called "failed" at exit and left for the next process.
     folder = tmp_path / "data"
     files = make_tree(folder, 600)
     s3bp.map_base_directory_to_bucket(folder, bucket)
@@ -154,9 +153,9 @@ def test_a_push_killed_while_it_journals_is_completed_by_the_next_push(tmp_path,
 
 
 def test_a_push_still_journaling_shows_its_saves_as_queued_not_failed(tmp_path, bucket, raw, monkeypatch):
-    # The batches journaled before the last one wait for it before they are queued; meanwhile they were neither queued
-    # nor in flight, so this process took them for failed uploads: pending_uploads() said "failed", and a flush() or
-    # a save's clean-up in another thread could treat them as left-overs.
+    # While a push is still journaling, the saves it journaled are queued, in flight or done: never taken by this
+    # process for failed uploads (pending_uploads() saying "failed", a flush() or a save's clean-up in another thread
+    # treating them as left-overs).
     folder = tmp_path / "data"
     files = make_tree(folder, 200)
     s3bp.map_base_directory_to_bucket(folder, bucket)
@@ -177,7 +176,7 @@ def test_a_push_still_journaling_shows_its_saves_as_queued_not_failed(tmp_path, 
     try:
         assert paused.wait(120)
         states = {p.state for p in s3bp.pending_uploads()}
-        assert len(s3bp.pending_uploads()) == 128 and states == {"queued"}, states
+        assert states <= {"queued", "in flight"}, states
     finally:
         go.set()
         pusher.join(120)
@@ -251,7 +250,7 @@ def test_a_save_made_while_another_process_pushes_the_folder_wins_without_a_conf
 
     folder = tmp_path / "data"
     files = make_tree(folder, 600)
-    target = folder / "d0" / "f00000.bin"  # in the pusher's first batch: journaled, its upload held back
+    target = folder / "d0" / "f00000.bin"  # in the pusher's first batch: journaled, its upload queued or in flight
     s3bp.map_base_directory_to_bucket(folder, bucket)
     pusher = subprocess.Popen([sys.executable, "-m", "s3bp", "push", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
