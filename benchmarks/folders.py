@@ -15,6 +15,8 @@ server's own counter (benchmarks/server.py), in a separate pass after the
 timed rounds. The last column is s3bp's own CPU time (user + system of its
 process, median): on a shared machine it moves less than the wall time, and
 every CPU-second s3bp spends is one the server (on the same cores) cannot use.
+Before each command the disk is synced, so that no tool pays for the writes
+of the one before it (a pull writes 1,000 files).
 
 Beside them runs a floor, not a peer: ``benchmarks/boto3_folder.py``, boto3
 alone on 8 threads (one ``put_object`` or ``get_object`` per file, no sync
@@ -184,6 +186,7 @@ def one_round(tools: list[Tool], root: Path, master: Path, tag: str, counted: bo
             cmd = tool.pull(dst) if phase.startswith("pull") else tool.push(src)
             if counted:
                 counts(tool.endpoint)
+            os.sync()  # each command starts on a settled disk, not paying for the writes of the one before
             seconds = tool.run(cmd)
             out[(phase, tool.name)] = counts(tool.endpoint) if counted else seconds
             if not counted:
