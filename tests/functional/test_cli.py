@@ -142,6 +142,21 @@ def test_commands_that_only_read_import_only_what_they_need(tmp_path):
         assert res.stdout.strip().splitlines()[-1] == "[]", (args, res.stdout)
 
 
+def test_a_push_of_an_unchanged_folder_imports_no_boto3(tmp_path, endpoint, bucket):
+    folder = tmp_path / "synced"
+    for i in range(3):
+        (folder / f"d{i}").mkdir(parents=True)
+        (folder / f"d{i}" / "f.bin").write_bytes(os.urandom(100))
+    assert run("map", str(folder), bucket).returncode == 0
+    assert run("push", str(folder), "--no-progress").returncode == 0
+    heavy = ("boto3", "botocore", "s3transfer")
+    code = f"import sys; from s3bp.cli import main; main(['push', {str(folder)!r}, '--no-progress'])\n"
+    code += f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "0 unchanged" not in res.stdout and "3 unchanged" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
 def test_status_and_flush(tmp_path, endpoint, bucket):
     assert run("status").stdout.strip() == "no pending uploads"
     res = run("flush")
