@@ -165,8 +165,6 @@ class JournalEntry:
 
 #: The state database's file name in the state directory.
 STATE_FILE = "state.sqlite3"
-#: How many pages the write-ahead log may hold before a commit copies it back (SQLite's default).
-_CHECKPOINT_PAGES = 1000
 
 _JOURNAL_COLUMNS = ", ".join(JournalEntry.__dataclass_fields__)
 _RECORD_COLUMNS = ", ".join(SyncRecord.__dataclass_fields__)
@@ -403,36 +401,22 @@ class StateDB:
             return self._writers
 
     @contextlib.contextmanager
-    def _transaction(self, *, checkpoint: bool = True) -> Iterator[sqlite3.Connection]:
-        """A write transaction on this thread's connection, taken at once (BEGIN IMMEDIATE).
-
-        Without ``checkpoint``, its commit never copies the write-ahead log
-        back into the database (and syncs it), as SQLite otherwise does in
-        whichever commit finds the log over :data:`_CHECKPOINT_PAGES` pages:
-        for a save's journal row, whose caller is waiting; the upload that
-        follows it commits too, and checkpoints then.
-        """
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection, taken at once (BEGIN IMMEDIATE)."""
         if not self.writable:
             raise StateError(self.problem or f"The state database {self.path} is read-only.")
         conn = self._conn()
         # Writers take turns here, threads and processes alike (a lock file): SQLite's own busy handler would
         # make a writer that finds the database locked sleep 1 ms, then 2, 5, ..., on every collision.
         with self._write_lock().hold("write"):
-            if not checkpoint:
-                conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    with contextlib.suppress(Exception):  # a damaged or full database may refuse even this
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            finally:
-                if not checkpoint:
-                    with contextlib.suppress(Exception):
-                        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):  # a damaged or full database may refuse even this
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- recovery -----------------------------------------------------------
 
@@ -708,7 +692,7 @@ class StateDB:
         """Journal several saves in one transaction, in order (see :meth:`add_entry`); the entries with their ``seq``."""
         marks = ", ".join("?" * len(JournalEntry.__dataclass_fields__))
         added = []
-        with self._transaction(checkpoint=False) as conn:
+        with self._transaction() as conn:
             for entry in entries:
                 seq = self._next_seq(conn)
                 base_version = entry.base_version

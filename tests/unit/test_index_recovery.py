@@ -342,17 +342,3 @@ def test_a_write_transaction_holds_the_writers_lock_file_that_other_processes_wa
         assert (inside, after) == ("held", "free")
     finally:
         db.close()
-
-
-def test_journaling_a_save_never_checkpoints_the_write_ahead_log_the_next_other_write_does(state):
-    """A save's caller waits for its journal row: that commit never copies the log back into the database (and syncs it)."""
-    db = StateDB(state / "state.sqlite3")
-    try:
-        size = os.path.getsize(db.path)
-        for n in range(1500):  # well over the 1,000 pages after which SQLite checkpoints in a commit
-            _journal(db, state, f"f{n}.pkl")
-        assert os.path.getsize(db.path) == size and os.path.getsize(db.path + "-wal") > 1000 * 4096
-        db.put_records([_record(f"/data/r{n}") for n in range(3)])
-        assert os.path.getsize(db.path) > size  # checkpointed by the first other commit
-    finally:
-        db.close()
