@@ -323,22 +323,3 @@ def test_a_second_state_db_in_one_process_keeps_the_first_ones_locks(tmp_path):
         assert first.record(str(tmp_path / "f")) is not None
     finally:
         first.close()
-
-
-@pytest.mark.skipif(os.name != "posix", reason="flock")
-def test_a_write_transaction_holds_the_writers_lock_file_that_other_processes_wait_on(state):
-    """Writers of one state database take turns on locks/state-write-000.lock (woken at once when it is free), not
-    through SQLite's busy handler, which sleeps 1, 2, 5 ms... between tries."""
-    db = StateDB(state / "state.sqlite3")
-    lock = state / "locks" / "state-write-000.lock"
-    probe = (
-        f"import fcntl, os; fd = os.open({str(lock)!r}, os.O_RDWR)\n"
-        "try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError: print('held')\nelse: print('free')"
-    )
-    try:
-        with db._transaction():
-            inside = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip()
-        after = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip()
-        assert (inside, after) == ("held", "free")
-    finally:
-        db.close()
