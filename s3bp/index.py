@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import LocalFileError, S3bpError, StateError, StateWarning
 from .freshness import SyncRecord
-from .locks import FileLock, StripedLocks
+from .locks import FileLock
 
 if TYPE_CHECKING:
     import sqlite3
@@ -244,7 +244,7 @@ class StateDB:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._writers: StripedLocks | None = None  # the lock writers take turns on, made at the first write
+        self._writing = threading.Lock()
         self._record_trouble_said = False
         _LIVE.add(self)
         try:
@@ -388,17 +388,7 @@ class StateDB:
                 with contextlib.suppress(Exception):
                     conn.close()
             self._all.clear()
-            writers, self._writers = self._writers, None
         self._local = threading.local()
-        if writers is not None:
-            writers.close()
-
-    def _write_lock(self) -> StripedLocks:
-        """The lock on ``locks/state-write-000.lock`` that every writer of this database holds for a transaction."""
-        with self._all_lock:
-            if self._writers is None:
-                self._writers = StripedLocks(os.path.join(self.dir, "locks"), "state-write", stripes=1)
-            return self._writers
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -406,9 +396,9 @@ class StateDB:
         if not self.writable:
             raise StateError(self.problem or f"The state database {self.path} is read-only.")
         conn = self._conn()
-        # Writers take turns here, threads and processes alike (a lock file): SQLite's own busy handler would
-        # make a writer that finds the database locked sleep 1 ms, then 2, 5, ..., on every collision.
-        with self._write_lock().hold("write"):
+        # The threads of this process take turns here: SQLite's own busy handler would make a
+        # thread that finds the database locked sleep 1 ms and more, on every collision.
+        with self._writing:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
