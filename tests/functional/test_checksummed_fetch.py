@@ -110,11 +110,18 @@ def test_a_checksum_said_to_be_composite_is_not_taken_for_a_full_object_one(s3_s
         resp["Body"].close()
 
 
-@pytest.mark.parametrize("checksum", ["when_supported", "when_required"], ids=["crc32", "no-checksum"])
-def test_a_pull_refuses_a_whole_body_corrupted_in_transit(tmp_path, s3_server, bucket, md5_calls, checksum):
-    # One GET of the whole object either way: botocore's CRC32 check refuses it, or (no checksum stored) the MD5.
-    data = os.urandom(2 * MIB) + b"GOODBYTES" + os.urandom(MIB)
-    raw_client(s3_server, request_checksum_calculation=checksum).put_object(Bucket=bucket, Key="project/blob.bin", Body=data)
+@pytest.mark.parametrize("stored", ["when_supported", "when_required", "multipart"], ids=["crc32", "no-checksum", "multipart-etag"])
+def test_a_pull_refuses_a_whole_body_corrupted_in_transit(tmp_path, s3_server, bucket, md5_calls, stored):
+    # One GET of the whole object each time: botocore's CRC32 check refuses it, or (no checksum stored) the MD5, or
+    # (parts with a composite checksum, which botocore does not check) the multipart ETag.
+    data = os.urandom(9 * MIB) + b"GOODBYTES" + os.urandom(MIB)
+    if stored == "multipart":
+        src = tmp_path / "src.bin"
+        src.write_bytes(data)
+        transfer = boto3.s3.transfer.TransferConfig(multipart_threshold=8 * MIB)
+        raw_client(s3_server).upload_file(str(src), bucket, "project/blob.bin", Config=transfer)
+    else:
+        raw_client(s3_server, request_checksum_calculation=stored).put_object(Bucket=bucket, Key="project/blob.bin", Body=data)
     with FaultProxy(s3_server) as proxy:
         m = make_machine(tmp_path / "m", proxy.url, folder="project", bucket=bucket)
         try:
@@ -123,7 +130,7 @@ def test_a_pull_refuses_a_whole_body_corrupted_in_transit(tmp_path, s3_server, b
             assert not report.ok and [p for p, _ in report.failed] == [str(m.dir / "blob.bin")]
             assert "corrupted in transit" in report.failed[0][1]
             assert m.log.operations.count("GetObject") == 1  # the whole object in one answer
-            assert md5_calls == ([] if checksum == "when_supported" else [len(data)])
+            assert md5_calls == ([len(data)] if stored == "when_required" else [])  # a multipart ETag is hashed part by part
             assert os.listdir(m.dir) == [] and record(m, "blob.bin") is None  # no file, no temp file, no record
             proxy.clear()
             assert m.store.pull(m.dir).ok and (m.dir / "blob.bin").read_bytes() == data

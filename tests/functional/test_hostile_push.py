@@ -19,11 +19,8 @@ from s3bp.index import StateDB
 from s3bp.uploads import SPOOL_GRACE, UploadQueue, sweep_spool
 
 from ..support import eventually, start_python
+from .test_hostile_18 import cli
 from .test_state_faults import small_disk, use_state_dir
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "s3bp", *args], capture_output=True, text=True, timeout=300)
 
 
 def state_dir() -> str:
@@ -95,13 +92,19 @@ def test_an_interrupted_push_uploads_what_it_journaled_and_calls_nothing_failed(
     assert journal_rows() == [] and spool_names() == set()
 
 
+def _threaded_push_of(tmp_path, bucket: str, count: int) -> tuple:
+    """A folder of ``count`` files mapped to ``bucket``, uploads in this process's threads; (folder, {name: bytes})."""
+    folder = tmp_path / "data"
+    files = make_tree(folder, count)
+    s3bp.map_base_directory_to_bucket(folder, bucket)
+    s3bp.configure(upload_process=False)
+    return folder, files
+
+
 def test_an_interrupt_right_after_a_batch_is_committed_leaves_no_row_without_its_snapshot(tmp_path, bucket, raw, monkeypatch):
     # The interrupt lands as the batch's transaction returns: its rows are committed, and the snapshots they name
     # were deleted as if nothing had been journaled; those uploads could then never be made.
-    folder = tmp_path / "data"
-    files = make_tree(folder, 200)
-    s3bp.map_base_directory_to_bucket(folder, bucket)
-    s3bp.configure(upload_process=False)
+    folder, files = _threaded_push_of(tmp_path, bucket, 200)
     real = StateDB.add_entries
     calls = []
 
@@ -156,17 +159,17 @@ def test_a_push_still_journaling_shows_its_saves_as_queued_not_failed(tmp_path, 
     # While a push is still journaling, the saves it journaled are queued, in flight or done: never taken by this
     # process for failed uploads (pending_uploads() saying "failed", a flush() or a save's clean-up in another thread
     # treating them as left-overs).
-    folder = tmp_path / "data"
-    files = make_tree(folder, 200)
-    s3bp.map_base_directory_to_bucket(folder, bucket)
-    s3bp.configure(upload_process=False)
+    folder, files = _threaded_push_of(tmp_path, bucket, 200)
     real = StateDB.add_entries
     paused, go = threading.Event(), threading.Event()
+    batches = []
 
     def third_batch_waits(self, entries):
-        if len(entries) > 1 and len(journal_rows()) >= 128 and not go.is_set():
-            paused.set()
-            go.wait(120)
+        if len(entries) > 1:
+            batches.append(len(entries))
+            if len(batches) == 3:
+                paused.set()
+                go.wait(120)
         return real(self, entries)
 
     monkeypatch.setattr(StateDB, "add_entries", third_batch_waits)
