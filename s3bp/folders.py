@@ -542,10 +542,10 @@ def _download_all(
 
 def _upload_all(ops: FolderOps, uploads: list[FileState], report: FolderReport, tick: Callable, wait: bool) -> None:
     """Queue every upload (snapshot and journal first), then wait for them all if asked to."""
-    futures = []
-    journaled: _Journaled = []
     if not uploads:
         return  # nothing to journal: no upload queue, no client (a push of an unchanged folder imports no boto3)
+    futures = []
+    journaled: _Journaled = []
     if ops.journal_all is not None:
         journaled = ops.journal_all([(f.path, f.bucket, f.key, f.record) for f in uploads], wait)
     else:
