@@ -399,8 +399,8 @@ class StateDB:
         # The threads of this process take turns here: SQLite's own busy handler would make a
         # thread that finds the database locked sleep 1 ms and more, on every collision.
         with self._writing:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            try:  # BEGIN inside: an interrupt just after it must still roll back, or the write lock stays taken
+                conn.execute("BEGIN IMMEDIATE")
                 yield conn
             except BaseException:
                 with contextlib.suppress(Exception):  # a damaged or full database may refuse even this
